@@ -1,0 +1,56 @@
+"""The command line. Each command lives in the core module of its concept, which exposes
+`add_arguments(parser)` and `main(args) -> int`; a module is imported only when its command runs,
+so `python -m core --help` stays fast (no torch, no NeMo).
+
+Every command prints one line `error: ...` and exits 2 on bad input (VoxSAEError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core.errors import VoxSAEError
+
+# command -> (module, one-line help), in the order data flows
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo-corpus": ("core.demo_corpus", "synthesise and embed the embedded default workspace (data/demo)"),
+    "ingest": ("core.ingest", "segment and embed a folder of audio into a workspace"),
+    "import-embeddings": ("core.import_embeddings", "make a workspace from an embeddings file + metadata CSV"),
+    "summary": ("core.summary", "print a workspace's corpus summary and linear-probe accuracies"),
+    "train": ("core.training", "train the grid of SAEs (arch x latents x K) on a workspace"),
+    "identify": ("core.identification", "find the latent that detects an attribute value, per model"),
+    "steer": ("core.steering", "switch a latent on/off and measure delta_s (paper Eqs. 1-3)"),
+    "analyze": ("core.analyses", "run the default analyses (identify, grid, splits, steering, suggestions)"),
+    "report": ("core.report", "write the HTML report (and its JSON) for a workspace"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="VoxSAE: sparse autoencoders on speaker embeddings.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if argv and argv[0] == name:
+            module = importlib.import_module(module_name)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._handler(args) or 0)
+    except VoxSAEError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
