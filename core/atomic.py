@@ -48,9 +48,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_npy(path: str | os.PathLike, array) -> None:
     import numpy as np
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def write_parquet(path: str | os.PathLike, frame) -> None:

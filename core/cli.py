@@ -17,7 +17,10 @@ from core.errors import VoxSAEError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo-corpus": ("core.demo_corpus", "synthesise and embed the embedded default workspace (data/demo)"),
     "ingest": ("core.ingest", "segment and embed a folder of audio into a workspace"),
-    "import-embeddings": ("core.import_embeddings", "make a workspace from an embeddings file + metadata CSV"),
+    "import-embeddings": (
+        "core.import_embeddings",
+        "make a workspace from an embeddings file + metadata CSV",
+    ),
     "summary": ("core.summary", "print a workspace's corpus summary and linear-probe accuracies"),
     "train": ("core.training", "train the grid of SAEs (arch x latents x K) on a workspace"),
     "identify": ("core.identification", "find the latent that detects an attribute value, per model"),

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import atomic
 from core.constants import (
     ANALYSES_DIR,
     AUDIO_DIR,
@@ -177,9 +176,7 @@ class Workspace:
         segments = validate_segments(segments, where)
         embeddings = validate_embeddings(embeddings, where)
         if len(segments) != embeddings.shape[0]:
-            raise InputError(
-                f"{where}: {len(segments)} segments but {embeddings.shape[0]} embedding rows"
-            )
+            raise InputError(f"{where}: {len(segments)} segments but {embeddings.shape[0]} embedding rows")
         info = WorkspaceInfo(
             name=root.name,
             embedder=embedder,
