@@ -1,0 +1,151 @@
+"""Segmentation + default embedding (resemblyzer) speed against real time.
+
+    .venv/bin/python bench/ingest_speed.py [--seconds 120] [--jobs 2]
+
+Builds ~2 minutes of synthetic call-like audio (voice-like turns of several speakers separated
+by silences), then times, in the same run:
+  segmentation      find_nonsilent + 4-8 s cuts over all audio
+  embed 2x1         embed_segments(jobs=2): 2 worker processes x 1 torch thread (pool warmed first)
+  baseline 1x2      one process, 2 torch threads (torch's default on 2 cores)
+  baseline 1x1      one process, 1 torch thread
+and an end-to-end cold `ingest()` of the same audio written to disk (model load, decoding,
+hashing, workspace write included; ingest starts worker processes only for >= 600 s of audio). Prints x_realtime=R (audio seconds per second of
+segmentation + 2x1 embedding; target >= 50 on 2 cores) and the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from core.constants import SAMPLE_RATE  # noqa: E402
+from core.synthetic_voice import speaker_from_index, utterance  # noqa: E402
+
+
+def synthetic_calls(total_s: float, seed: int = 0) -> list[np.ndarray]:
+    """~total_s seconds as 20 s 'calls': two speakers' turns (3-9 s) with 0.6-2 s silences."""
+    rng = np.random.default_rng(seed)
+    calls, made, k = [], 0.0, 0
+    while made < total_s:
+        parts, length = [], 0.0
+        spk = [speaker_from_index(2 * k), speaker_from_index(2 * k + 1)]
+        while length < 20.0:
+            turn = float(rng.uniform(3.0, 9.0))
+            parts.append(utterance(spk[len(parts) % 2], turn, seed=int(rng.integers(1 << 30))))
+            gap = float(rng.uniform(0.6, 2.0))
+            parts.append(np.zeros(int(gap * SAMPLE_RATE), np.float32))
+            length += turn + gap
+        call = np.concatenate(parts)
+        noise = rng.normal(0, 10 ** (-60 / 20), call.shape).astype(np.float32)
+        calls.append(call + noise)
+        made += len(call) / SAMPLE_RATE
+        k += 1
+    return calls
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=120.0, help="seconds of synthetic audio")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes for the measured run")
+    args = parser.parse_args()
+
+    import torch
+
+    from core.audio import cut, save_wav
+    from core.embedders import MIN_POOL_AUDIO_S, embed_segments, get_embedder, shutdown_pool
+    from core.ingest import ingest
+    from core.segmentation import SegmentationConfig, segment_audio
+
+    calls = synthetic_calls(args.seconds)
+    audio_s = sum(len(c) for c in calls) / SAMPLE_RATE
+    print(
+        f"audio: {len(calls)} calls, {audio_s:.1f} s; cpus={os.cpu_count()} load_avg={os.getloadavg()[0]:.2f}"
+    )
+
+    cfg = SegmentationConfig()
+    get_embedder("resemblyzer", device="cpu")  # import + model load outside the timings
+    segment_audio(calls[0][: SAMPLE_RATE * 5], SAMPLE_RATE, cfg)  # librosa warm-up
+
+    def segment_all():
+        return [
+            cut(c, SAMPLE_RATE, r.start_s, r.end_s) for c in calls for r in segment_audio(c, SAMPLE_RATE, cfg)
+        ]
+
+    pieces, t_seg = timed(segment_all)
+    seg_s = sum(len(p) for p in pieces) / SAMPLE_RATE
+    print(
+        f"segmentation: {len(pieces)} segments ({seg_s:.1f} s of speech) in {t_seg:.3f} s "
+        f"= {audio_s / t_seg:.0f}x real time"
+    )
+
+    # warm the worker pool (process start + model load once per pool), then time the work
+    _, t_pool = timed(
+        lambda: embed_segments(
+            "resemblyzer",
+            pieces[: 2 * args.jobs],
+            jobs=args.jobs,
+            batch_size=1,
+            progress=False,
+            device="cpu",
+            pool=True,
+        )
+    )
+    emb2, t_2x1 = timed(
+        lambda: embed_segments("resemblyzer", pieces, jobs=args.jobs, progress=False, device="cpu", pool=True)
+    )
+    shutdown_pool()
+    torch.set_num_threads(2)
+    emb_1x2, t_1x2 = timed(lambda: get_embedder("resemblyzer", device="cpu").embed(pieces))
+    emb_1x1, t_1x1 = timed(
+        lambda: embed_segments("resemblyzer", pieces, jobs=1, progress=False, device="cpu")
+    )
+    assert np.abs(emb2 - emb_1x1).max() < 1e-4 and np.abs(emb2 - emb_1x2).max() < 1e-4
+
+    x_rt = audio_s / (t_seg + t_2x1)
+    print(
+        f"embedding {args.jobs}x1 (warm pool): {t_2x1:.2f} s = {audio_s / t_2x1:.0f}x real time "
+        f"(pool start + model load: {t_pool:.2f} s, once)"
+    )
+    print(f"baseline embedding 1 process x 2 threads: {t_1x2:.2f} s = {audio_s / t_1x2:.0f}x real time")
+    print(f"baseline embedding 1 process x 1 thread:  {t_1x1:.2f} s = {audio_s / t_1x1:.0f}x real time")
+    print(f"speedup {args.jobs}x1 vs 1x2: {t_1x2 / t_2x1:.2f}; vs 1x1: {t_1x1 / t_2x1:.2f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "calls"
+        for i, c in enumerate(calls):
+            save_wav(root / f"call{i:03d}.wav", c)
+        os.environ["VOXSAE_DATA"] = str(Path(tmp) / "data")
+        res, t_cold = timed(lambda: ingest(root, "bench", jobs=args.jobs, progress=False, device="cpu"))
+        _, t_cached = timed(lambda: ingest(root, "bench", jobs=args.jobs, progress=False, device="cpu"))
+        shutdown_pool()
+    print(
+        f"end-to-end ingest (cold: decode, hash, segment, embed, write; worker processes only from "
+        f"{MIN_POOL_AUDIO_S:.0f} s of audio): "
+        f"{t_cold:.2f} s = {audio_s / t_cold:.0f}x real time; re-run from cache {t_cached:.2f} s "
+        f"({res.segments} segments)"
+    )
+    print(
+        f"x_realtime={x_rt:.1f}  (segmentation + {args.jobs}x1 embedding; baseline_1x2="
+        f"{audio_s / (t_seg + t_1x2):.1f} baseline_1x1={audio_s / (t_seg + t_1x1):.1f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
