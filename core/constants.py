@@ -24,6 +24,8 @@ SAE_CFG_JSON = "cfg.json"
 SAE_WEIGHTS_SAFETENSORS = "sae_weights.safetensors"
 SAE_METRICS_JSON = "metrics.json"
 TRAINING_STATE = "training_state.safetensors"  # optimiser + progress, for resume
+TRAINING_DIR = "training"  # cache/training/<run key>-training_state.safetensors (resumable grid runs)
+ACTIVATIONS_DIR = "activations"  # cache/activations/<model>-<fingerprint>-<weights sha>.npz (sparse codes)
 
 # --- workspace format version, written into workspace.json --------------------------------
 WORKSPACE_FORMAT_VERSION = 1
@@ -48,3 +50,17 @@ def data_root() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return (Path(__file__).resolve().parent.parent / "data").resolve()
+
+
+# --- analyses/ layout (core/features.py, identification.py, grid.py, ... ) -----------------
+FEATURES_SUBDIR = "features"  # analyses/features/<attr>=<pos>_vs_<neg>.json: saved train/test split
+IDENTIFICATION_SUBDIR = "identification"  # analyses/identification/<key>.json
+GRID_SUBDIR = "grid"  # analyses/grid/<key>.parquet
+SPLITTING_SUBDIR = "splitting"  # analyses/splitting/<key>.json
+STEERING_SUBDIR = "steering"  # analyses/steering/<key>/<model>-L<latent>-a<value>.json
+SUGGESTIONS_SUBDIR = "suggestions"  # analyses/suggestions/<model>.parquet
+ANALYSES_MANIFEST_JSON = "manifest.json"  # analyses/manifest.json: what `analyze` last computed
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+# the analyses `analyze` runs by default: (attribute, positive, negative), when present
+DEFAULT_FEATURES = (("language", "es", "en"), ("class", "music", "voice"))

@@ -1,0 +1,213 @@
+"""SAE training speed, from one run on one machine (CPU unless CUDA is present).
+
+    .venv/bin/python bench/train_speed.py [--rows 1100000] [--device cpu] [--threads N]
+
+1. Encoder forward (pre-activations + TopK, K=20) GFLOP/s for latents 200, 600, 1200 against a
+   plain torch matmul of the same shape [B, d_in] @ [d_in, L] timed in the same run, and training
+   samples/s of one model (fast path: stacked encoder, embedding_bag decoder).
+2. SAELens: its TopKTrainingSAE.training_forward_pass on the same in-memory batches, driven by a
+   step that mirrors SAETrainer._train_step (firing stats, backward, grad-norm clip, Adam step) -
+   SAELens's trainer itself wants a data provider/runner config, so its step loop is mirrored here.
+3. The paper's 42-model grid (latents 100-600 x K 5-35) on `--rows` x 192 synthetic embeddings:
+   ours trains every model from each batch in one pass; SAELens trains the 42 models one by one.
+   Both per-epoch times are extrapolated from a measured number of steps (said in the output).
+
+Last line: `peak_fraction=F saelens_ratio=R` - F = our encoder-forward GFLOP/s / matmul GFLOP/s at
+latents 600, K 20; R = SAELens grid epoch time / our grid epoch time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.sae import SAEConfig, create_sae  # noqa: E402
+from core.sae.stack import SAEStack  # noqa: E402
+
+D_IN = 192
+BATCH = 1024
+LATENTS = (100, 200, 300, 400, 500, 600)
+KS = (5, 10, 15, 20, 25, 30, 35)
+
+
+def synthetic(rows: int, seed: int = 0) -> torch.Tensor:
+    """rows x 192 embeddings: 8 of 512 unit directions with exponential weights, plus noise."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(512, D_IN)).astype(np.float32)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    out = np.empty((rows, D_IN), dtype=np.float32)
+    for i in range(0, rows, 100_000):
+        n = min(100_000, rows - i)
+        idx = rng.integers(0, 512, size=(n, 8))
+        w = rng.exponential(size=(n, 8)).astype(np.float32)
+        out[i : i + n] = np.einsum("nk,nkd->nd", w, dirs[idx]) + 0.05 * rng.normal(size=(n, D_IN)).astype(
+            np.float32
+        )
+    return torch.from_numpy(out)
+
+
+def timeit(fn, reps: int, warmup: int = 2, sync=lambda: None) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def batches(data: torch.Tensor, device, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        idx = torch.randint(0, data.shape[0], (BATCH,), generator=g)
+        yield data[idx].to(device)
+
+
+def our_stack(d_sae: int, ks, device, b_dec) -> SAEStack:
+    saes = []
+    for i, k in enumerate(ks):
+        s = create_sae(SAEConfig("topk", d_in=D_IN, d_sae=d_sae, k=k, seed=i, dead_after_samples=100_000))
+        s.init_weights(b_dec)
+        saes.append(s)
+    return SAEStack.from_saes(saes).to(device)
+
+
+def saelens_model(d_sae: int, k: int, device, b_dec):
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    cfg = TopKTrainingSAEConfig(d_in=D_IN, d_sae=d_sae, k=k, device=str(device))
+    sae = TopKTrainingSAE(cfg).to(device)
+    with torch.no_grad():
+        sae.b_dec.copy_(b_dec)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    since_fired = torch.zeros(d_sae, device=device)
+
+    def step(x):
+        from sae_lens.saes.sae import TrainStepInput
+
+        sae.train()
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={},
+                dead_neuron_mask=since_fired > 1000,
+                n_training_steps=0,
+                is_logging_step=False,
+            )
+        )
+        with torch.no_grad():
+            did_fire = out.feature_acts.bool().float().sum(-2).bool()
+            since_fired.add_(1)
+            since_fired[did_fire] = 0
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_100_000)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--grid-steps", type=int, default=6, help="measured steps of the 42-model grid")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    t0 = time.time()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"torch {torch.__version__} threads={torch.get_num_threads()}, device={device}, "
+        f"load avg {os.getloadavg()[0]:.1f}"
+    )
+    data = synthetic(args.rows)
+    n_train = int(args.rows * 0.9)
+    steps_per_epoch = math.ceil(n_train / BATCH)
+    b_dec = data[:20_000].mean(0)
+    print(
+        f"data: {args.rows} x {D_IN} synthetic (made in {time.time() - t0:.1f}s); batch {BATCH}; "
+        f"{steps_per_epoch} steps/epoch on the 90% training split"
+    )
+    it = batches(data, device)
+    x = next(it)
+
+    # -- 1. encoder forward vs matmul, training samples/s -----------------------------------------
+    peak = {}
+    print("\nlatents  matmul GFLOP/s  encoder(topk) GFLOP/s  fraction  train samples/s (1 model, K=20)")
+    for L in (200, 600, 1200):
+        w = torch.randn(D_IN, L, device=device)
+        t_mm = timeit(lambda w=w: x @ w, reps=30, sync=sync)
+        st = our_stack(L, [20], device, b_dec)
+
+        @torch.no_grad()
+        def enc(st=st):  # pre-activations, TopK selection, values
+            pre = st.pre_acts(x)
+            idx = st._topk_select(pre)
+            return idx, pre.reshape(BATCH, -1).gather(1, idx).relu()
+
+        t_enc = timeit(enc, reps=30, sync=sync)
+        flops = 2 * BATCH * D_IN * L
+        t_step = timeit(lambda st=st: st.train_step(next(it), 1.0, 1e-3), reps=10, sync=sync)
+        peak[L] = (flops / t_mm / 1e9, flops / t_enc / 1e9)
+        print(
+            f"{L:7d}  {peak[L][0]:14.1f}  {peak[L][1]:21.1f}  {peak[L][1] / peak[L][0]:8.2f}  {BATCH / t_step:14.0f}"
+        )
+
+    # -- 2. one model, L600 K20: ours vs SAELens ----------------------------------------------------
+    st = our_stack(600, [20], device, b_dec)
+    t_ours1 = timeit(lambda: st.train_step(next(it), 1.0, 1e-3), reps=10, sync=sync)
+    sl_step = saelens_model(600, 20, device, b_dec)
+    t_sl1 = timeit(lambda: sl_step(next(it)), reps=10, sync=sync)
+    print(
+        f"\none model L600 K20, per epoch ({steps_per_epoch} steps): ours {t_ours1 * steps_per_epoch:.1f}s, "
+        f"SAELens {t_sl1 * steps_per_epoch:.1f}s, ratio {t_sl1 / t_ours1:.2f}x"
+    )
+
+    # -- 3. the 42-model grid ------------------------------------------------------------------------
+    stacks = [our_stack(L, KS, device, b_dec) for L in LATENTS]
+
+    def grid_step():
+        xb = next(it)
+        for s in stacks:
+            s.train_step(xb, 1.0, 1e-3)
+
+    t_grid = timeit(grid_step, reps=args.grid_steps, warmup=1, sync=sync)
+    ours_epoch = t_grid * steps_per_epoch
+    sl_grid_step = 0.0
+    for L in LATENTS:  # SAELens cost hardly depends on K (dense decoder): time K=20, count 7 models
+        step = saelens_model(L, 20, device, b_dec)
+        sl_grid_step += len(KS) * timeit(lambda step=step: step(next(it)), reps=4, warmup=1, sync=sync)
+    sl_epoch = sl_grid_step * steps_per_epoch
+    print(
+        f"\n42-model grid (latents 100-600 x K 5-35) on {args.rows} x {D_IN}, per epoch, extrapolated from "
+        f"{args.grid_steps} measured steps (ours) and 4 steps per latent size x 7 K (SAELens):\n"
+        f"  ours {t_grid * 1e3:.0f} ms/step -> {ours_epoch:.0f}s/epoch ({ours_epoch / 60:.1f} min); "
+        f"SAELens {sl_grid_step * 1e3:.0f} ms/step -> {sl_epoch:.0f}s/epoch ({sl_epoch / 60:.1f} min)\n"
+        f"  epochs within 15 min: ours {900 / ours_epoch:.2f}, SAELens {900 / sl_epoch:.2f}"
+    )
+    print(f"bench wall time {time.time() - t0:.0f}s, load avg {os.getloadavg()[0]:.1f}")
+    print(f"peak_fraction={peak[600][1] / peak[600][0]:.3f} saelens_ratio={sl_epoch / ours_epoch:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

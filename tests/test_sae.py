@@ -1,0 +1,197 @@
+"""SAE architectures: config validation, inference rules, and the stacked fast path (embedding_bag
+decoding, one encoder matmul for many K) against the naive dense per-model reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import InputError
+from core.sae import ARCHITECTURES, SAEConfig, create_sae, geometric_median
+from core.sae.stack import SAEStack
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test machine is shared: two BLAS threads per process oversubscribe it badly
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _perturbed(arch: str, ks, d_in=16, d_sae=40):
+    saes = []
+    for i, k in enumerate(ks):
+        s = create_sae(SAEConfig(arch, d_in=d_in, d_sae=d_sae, k=k, seed=i, l1_coefficient=0.3))
+        with torch.no_grad():
+            s.b_dec.normal_()
+            s.b_enc.normal_(0, 0.1)
+            if arch == "relu":
+                s.W_dec.mul_(torch.rand(d_sae, 1) + 0.5)  # free decoder norms
+        saes.append(s)
+    return saes
+
+
+def test_registry_and_config_validation():
+    assert set(ARCHITECTURES) == {"topk", "relu", "batchtopk"}
+    with pytest.raises(InputError, match="at or above the latent dim"):
+        SAEConfig("topk", d_in=8, d_sae=10, k=10)
+    with pytest.raises(InputError, match="at or above"):
+        SAEConfig("batchtopk", d_in=8, d_sae=10, k=12)
+    with pytest.raises(InputError, match="unknown SAE architecture"):
+        SAEConfig("gated", d_in=8, d_sae=10, k=2)
+    with pytest.raises(InputError, match="K >= 1"):
+        SAEConfig("topk", d_in=8, d_sae=10, k=0)
+    assert SAEConfig("relu", d_in=8, d_sae=10, k=3).k is None
+    assert SAEConfig("topk", d_in=192, d_sae=200, k=20).d_in == 192
+
+
+def test_init_recipe_and_inference():
+    x = torch.randn(64, 16) + 3.0
+    sae = create_sae(SAEConfig("topk", d_in=16, d_sae=40, k=5))
+    sae.init_weights(geometric_median(x))
+    # decoder = encoder transposed, unit-norm rows
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(40))
+    cos = torch.nn.functional.cosine_similarity(sae.W_dec, sae.W_enc.T, dim=1)
+    torch.testing.assert_close(cos, torch.ones(40))
+    # the geometric median of a point cloud minimises summed distances: beats the mean on skewed data
+    skew = torch.cat([torch.zeros(90, 2), torch.full((10, 2), 100.0)])
+    gm = geometric_median(skew)
+    assert gm.norm() < 1.0 < skew.mean(0).norm()
+    out = sae(x)
+    assert out.latents.shape == (64, 40) and (out.latents >= 0).all()
+    assert ((out.latents > 0).sum(1) <= 5).all()
+    torch.testing.assert_close(out.recon, sae.decode(sae.encode(x)))
+    with pytest.raises(InputError, match=r"\[N, 16\]"):
+        sae.encode(torch.randn(3, 15))
+
+
+def test_batchtopk_threshold_at_inference():
+    sae = create_sae(SAEConfig("batchtopk", d_in=8, d_sae=30, k=3))
+    x = torch.randn(50, 8)
+    pre = sae.pre_acts(x)
+    train_z = sae.train_activate(pre)
+    assert int((train_z > 0).sum()) <= 3 * 50  # K x batch active over the whole batch
+    sae.threshold.fill_(0.2)
+    z = sae.encode(x)
+    assert ((z == 0) | (pre > 0.2)).all() and torch.equal(z > 0, pre > 0.2)
+
+
+@pytest.mark.parametrize("arch,ks", [("topk", [3, 5, 8]), ("batchtopk", [2, 6]), ("relu", [None, None])])
+def test_stack_fast_path_matches_naive_reference(arch, ks):
+    saes = _perturbed(arch, ks)
+    stack = SAEStack.from_saes(saes)
+    x = torch.randn(48, 16)
+    dead = torch.rand(len(ks), 40) < 0.4
+    out = stack.losses(x, 2.0, dead=dead)
+    out.loss.backward()
+    for m, s in enumerate(saes):
+        ref = s.reference_loss(x, 2.0, dead=dead[m])
+        ref.loss.backward()
+        torch.testing.assert_close(out.mse[m], ref.mse.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.aux[m], ref.aux.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.l1[m], ref.l1.detach(), atol=1e-5, rtol=1e-5)
+        if arch != "relu":
+            assert float(ref.aux.detach()) > 0  # AuxK is on by default and active when latents are dead
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            g_ref = getattr(s, name).grad
+            g_fast = getattr(stack, name).grad
+            g_fast = g_fast[:, m] if name == "W_enc" else g_fast[m]
+            torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=1e-4, msg=f"{arch} {name} model {m}")
+    # inference path of the stack == each model's forward
+    if arch == "batchtopk":  # training set the stack's inference threshold (EMA of min selected)
+        assert (stack.threshold > 0).all()
+        stack.threshold.fill_(0.0123)  # a value off the data, so float rounding cannot flip a latent
+        for s in saes:
+            s.threshold.fill_(0.0123)
+    ev = stack.evaluate(x)
+    for m, s in enumerate(saes):
+        torch.testing.assert_close(ev.recon[:, m], s(x).recon.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_topk_decoder_geometry_after_step():
+    saes = _perturbed("topk", [4, 6])
+    stack = SAEStack.from_saes(saes)
+    x = torch.randn(64, 16)
+    w_before = stack.W_dec.detach().clone()
+    stack.train_step(x, 1.0, lr=1e-2)
+    torch.testing.assert_close(stack.W_dec.norm(dim=-1), torch.ones(2, 40))
+    assert not torch.equal(w_before, stack.W_dec)
+    # the projected gradient is orthogonal to each decoder row
+    stack.zero_grad()
+    stack.losses(x, 1.0).loss.backward()
+    g = stack.W_dec.grad
+    g_proj = g - (g * stack.W_dec).sum(-1, keepdim=True) * stack.W_dec
+    assert (g_proj * stack.W_dec).sum(-1).abs().max() < 1e-5
+    # the single-model reference does the same projection
+    s = saes[0]
+    s.zero_grad()
+    s.reference_loss(x, 1.0).loss.backward()
+    s.remove_parallel_grads()
+    assert (s.W_dec.grad * s.W_dec).sum(-1).abs().max() < 1e-5
+
+
+def test_stack_select_and_round_trip():
+    saes = _perturbed("topk", [3, 5, 8])
+    stack = SAEStack.from_saes(saes)
+    stack.train_step(torch.randn(32, 16), 1.0, lr=1e-3)
+    sub = stack.select([0, 2])
+    assert sub.M == 2 and [c.k for c in sub.cfgs] == [3, 8]
+    torch.testing.assert_close(sub.W_enc, stack.W_enc[:, [0, 2]])
+    torch.testing.assert_close(sub.adam_m_W_dec, stack.adam_m_W_dec[[0, 2]])
+    assert float(sub.adam_step) == 1.0
+    back = sub.to_saes()
+    torch.testing.assert_close(back[1].W_dec, stack.W_dec[2].detach())
+    x = torch.randn(10, 16)
+    torch.testing.assert_close(back[1](x).recon, stack.evaluate(x).recon[:, 2], atol=1e-5, rtol=1e-5)
+
+
+def test_auxk_sends_gradient_to_dead_latents():
+    x = torch.randn(32, 16)
+    grads = {}
+    for coef in (1.0 / 32, 0.0):
+        sae = create_sae(SAEConfig("topk", d_in=16, d_sae=40, k=2, auxk_coefficient=coef))
+        with torch.no_grad():
+            sae.b_enc[:30] = 5.0  # live latents always win the main TopK
+            sae.b_enc[30:] = 0.5
+        dead = torch.zeros(40, dtype=torch.bool)
+        dead[30:] = True
+        stack = SAEStack.from_saes([sae])
+        stack.losses(x, 1.0, dead=dead[None]).loss.backward()
+        grads[coef] = stack.W_enc.grad[:, 0, 30:].abs().sum()
+    assert grads[1.0 / 32] > 0 and grads[0.0] == 0
+
+
+def test_train_step_is_adam_with_decoder_projection():
+    """One stack step == torch.optim.Adam on the single model with OpenAI's decoder handling."""
+    saes = _perturbed("topk", [3, 5])
+    stack = SAEStack.from_saes(saes)
+    x = torch.randn(40, 16)
+    for _ in range(3):
+        stack.train_step(x, 2.0, lr=1e-2)
+    for s in saes:
+        opt = torch.optim.Adam(s.parameters(), lr=1e-2, eps=6.25e-10)
+        for _ in range(3):
+            opt.zero_grad()
+            s.reference_loss(x, 2.0, dead=torch.zeros(40, dtype=torch.bool)).loss.backward()
+            s.remove_parallel_grads()
+            opt.step()
+            s.normalize_decoder()
+    for m, s in enumerate(saes):
+        torch.testing.assert_close(stack.W_enc[:, m], s.W_enc, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(stack.W_dec[m], s.W_dec, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(stack.b_dec[m], s.b_dec, atol=1e-5, rtol=1e-4)
+
+
+def test_two_level_topk_is_exact():
+    from core.sae.stack import topk_indices
+
+    for L, k in [(600, 20), (601, 35), (1200, 20), (100, 5), (100, 35), (90, 12)]:
+        x = torch.randn(64, L)
+        x[:8] = torch.randint(0, 3, (8, L)).float()  # heavy ties
+        want = x.topk(k, dim=-1)[0]
+        got = x.gather(1, topk_indices(x, k)).sort(dim=-1, descending=True)[0]
+        assert torch.equal(got, want), (L, k)
+        idx = topk_indices(x, k)
+        assert all(len(set(r.tolist())) == k for r in idx)  # k distinct latents per row
