@@ -39,18 +39,19 @@ demo: setup
 	$(BIN)/python -m core summary --workspace $(WORKSPACE)
 	@if [ -f core/training.py ]; then $(BIN)/python -m core train --workspace $(WORKSPACE); fi
 	@if [ -f core/analyses.py ]; then $(BIN)/python -m core analyze --workspace $(WORKSPACE); fi
+	@if [ -f core/dashboard.py ]; then $(BIN)/python -m core dashboard-cache --workspace $(WORKSPACE); fi
 	@if [ -f app.py ]; then \
 	  echo "VoxSAE dashboard: http://$(HOST):$(PORT)  (Ctrl-C stops it)"; \
 	  VOXSAE_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT); \
 	fi
 
 test: setup
-	$(BIN)/ruff check core pages tests bench $(wildcard app.py)
+	$(BIN)/ruff check $(wildcard core pages tests bench app.py)
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check core pages tests bench $(wildcard app.py)
-	$(BIN)/ruff format --check core pages tests bench $(wildcard app.py)
+	$(BIN)/ruff check $(wildcard core pages tests bench app.py)
+	$(BIN)/ruff format --check $(wildcard core pages tests bench app.py)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -25,7 +25,7 @@ import numpy as np
 
 from core.constants import SAMPLE_RATE, SPLIT_FEATURE, SPLIT_SAE
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 4
 """Bump when planning or rendering changes what a seed produces (part of the settings fingerprint)."""
 
 STORE_RATE = 8_000
@@ -35,11 +35,21 @@ CLASS_VOICE, CLASS_MUSIC, CLASS_ANNOUNCEMENT = "voice", "music", "announcement"
 
 BASE_SPEAKERS = 360
 """Pseudo-speakers at scale 1 (feature split ~31 %, es/en balanced; sae split ~12 % Spanish)."""
+CALLS_PER_SPEAKER = {SPLIT_FEATURE: 2, SPLIT_SAE: 2}
+"""Calls each pseudo-speaker takes part in (each with another partner), per split."""
+SAE_SPEAKER_FACTOR = 1.0
+"""The sae split has this many times its share of BASE_SPEAKERS (more speakers, fewer calls each)."""
+TURNS_PER_SPEAKER = (3, 6)
+"""Turns of each speaker in one call: integers in [low, high)."""
 FEATURE_FRACTION = 0.3125
 SAE_SPANISH_FRACTION = 0.12
 ACCENTED_ENGLISH_FRACTION = 0.04
 """Share of English speakers who speak English with a Spanish voice (labelled language 'en')."""
 MIN_SPEAKERS = 24
+SPANISH_RATE, ACCENTED_RATE, ENGLISH_RATE = (215, 10), (190, 10), (155, 10)
+"""espeak-ng words per minute (mean, sd) of Spanish, Spanish-accented English and English speakers."""
+SPANISH_RANGE, ENGLISH_RANGE = (65, 95), (15, 45)
+"""espeak-ng pitch range (0-100) drawn uniformly: Spanish intonation moves more."""
 TURN_MIN_S, TURN_MAX_S = 4.3, 7.7
 """A speaker turn is made 4.3-7.7 s long where its sentences allow (one 4-8 s segment each)."""
 
@@ -95,7 +105,7 @@ def corpus_size(scale: float) -> dict[str, int]:
     n = max(MIN_SPEAKERS, int(round(BASE_SPEAKERS * scale)))
     n_feature = max(8, int(round(n * FEATURE_FRACTION)))
     n_feature -= n_feature % 2
-    n_sae = n - n_feature
+    n_sae = int(round((n - n_feature) * SAE_SPEAKER_FACTOR))
     sae_es = max(2, int(round(n_sae * SAE_SPANISH_FRACTION)))
     return {
         "feature_en": n_feature // 2,
@@ -121,14 +131,14 @@ def _draw_speaker(rng: np.random.Generator, sid: str, language: str, split: str,
     spanish_voice = language == "es" or accented
     accent = str(rng.choice(SPANISH_ACCENTS if spanish_voice else ENGLISH_ACCENTS))
     if language == "es":  # Spanish prosody: syllable-timed, faster, wider pitch movement
-        rate = int(np.clip(rng.normal(202, 14), 175, 240))
-        range_ = int(rng.uniform(45, 85))
+        rate = int(np.clip(rng.normal(*SPANISH_RATE), SPANISH_RATE[0] - 25, SPANISH_RATE[0] + 35))
+        range_ = int(rng.uniform(*SPANISH_RANGE))
     elif accented:  # a Spanish speaker reading English: Spanish intonation, a little slower
-        rate = int(np.clip(rng.normal(182, 12), 155, 215))
-        range_ = int(rng.uniform(45, 85))
+        rate = int(np.clip(rng.normal(*ACCENTED_RATE), ACCENTED_RATE[0] - 25, ACCENTED_RATE[0] + 30))
+        range_ = int(rng.uniform(*SPANISH_RANGE))
     else:
-        rate = int(np.clip(rng.normal(165, 12), 135, 195))
-        range_ = int(rng.uniform(25, 65))
+        rate = int(np.clip(rng.normal(*ENGLISH_RATE), ENGLISH_RATE[0] - 30, ENGLISH_RATE[0] + 25))
+        range_ = int(rng.uniform(*ENGLISH_RANGE))
     pert = random_perturbation(rng)
     return Speaker(
         speaker_id=sid,
@@ -171,7 +181,7 @@ def plan_corpus(seed: int, scale: float) -> tuple[dict[str, Speaker], list[CallP
         for language in ("en", "es"):
             ids = groups[(split, language)]
             # every speaker takes part in two calls, with two different partners
-            for _round in range(2):
+            for _round in range(CALLS_PER_SPEAKER[split]):
                 order = [ids[i] for i in rng.permutation(len(ids))]
                 pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
                 for pair in pairs:
@@ -179,7 +189,7 @@ def plan_corpus(seed: int, scale: float) -> tuple[dict[str, Speaker], list[CallP
                     plan = CallPlan(idx, f"call{idx + 1:05d}", split, language)
                     if rng.random() < announce_p:
                         plan.items.append(("announcement", language, int(rng.integers(1, 3))))
-                    n_turns = int(rng.integers(3, 6)) * len(pair)
+                    n_turns = int(rng.integers(*TURNS_PER_SPEAKER)) * len(pair)
                     music_at = int(rng.integers(1, n_turns)) if rng.random() < music_p else -1
                     for t in range(n_turns):
                         if t == music_at:

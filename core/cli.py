@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "identify": ("core.identification", "find the latent that detects an attribute value, per model"),
     "steer": ("core.steering", "switch a latent on/off and measure delta_s (paper Eqs. 1-3)"),
     "analyze": ("core.analyses", "run the default analyses (identify, grid, splits, steering, suggestions)"),
+    "dashboard-cache": (
+        "core.dashboard",
+        "precompute what the dashboard reads (latent index of every model, UMAP map)",
+    ),
     "report": ("core.report", "write the HTML report (and its JSON) for a workspace"),
 }
 

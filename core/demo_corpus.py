@@ -210,7 +210,7 @@ def build(
             ),
             "language_cues": (
                 "Spanish speakers use espeak-ng Spanish voices (es, es-419) with Spanish prosody (faster "
-                "rate, wider pitch range); ~4% of English speakers are Spanish-accented (Spanish voice "
+                "rate ~215 vs ~155 wpm, wider pitch range 65-95 vs 15-45); ~4% of English speakers are Spanish-accented (Spanish voice "
                 "reading English, language 'en'); voice variants shared by both languages"
             ),
             "audio_format": f"FLAC {ca.STORE_RATE} Hz 16-bit, one file per call in {AUDIO_DIR}/",

@@ -1,0 +1,332 @@
+"""Dashboard speed on a large synthetic workspace (issue 5): cold start, latent page warm,
+steering update server-side, resident memory. Prints figures and ratios (not a timed test).
+
+    python bench/dashboard_speed.py [--segments 1100000] [--dim 256] [--d-sae 600] [--k 20]
+
+The workspace (bench/out/, git-ignored) is built once and reused: segments with speaker /
+language / gender / class / split metadata (a small labelled `feature` split of ~2000 rows, as in
+the paper's Tables I-II, the rest trains SAEs), structured random embeddings, one TopK SAE saved
+with core.sae (random initialisation: speed does not depend on training), and the cached
+artifacts the dashboard reads: core.activations' codes, core.browse's activation index, a stored
+2-D map (random coordinates for the subsample: UMAP's own fit is a one-off, not a page cost).
+
+Targets (issue 5): cold start <= 5 s with cached artifacts, latent page warm <= 200 ms, steering
+update <= 50 ms server-side, resident memory <= 2 GB. Each figure is printed with its ratio to the
+target and, where one exists, to a naive baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TARGETS = {"cold_start_s": 5.0, "latent_page_ms": 200.0, "steering_ms": 50.0, "rss_gb": 2.0}
+MODEL = "topk-bench"
+
+
+def build(root: Path, n: int, dim: int, d_sae: int, k: int) -> None:
+    import pandas as pd
+
+    from core.browse import build_index
+    from core.projection import sample_rows, save_projection
+    from core.sae import SAEConfig, create_sae
+    from core.sae.checkpoint import save_sae
+    from core.workspace import Workspace
+
+    os.environ["VOXSAE_DATA"] = str(root.parent)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    n_spk = max(20, n // 10)
+    spk = rng.integers(0, n_spk, n)
+    feature_spk = np.isin(spk % 1000, (7, 8))  # 1/500 of the speakers: ~2200 labelled rows at 1.1M
+    is_music = rng.random(n) < 0.1
+    lang = np.where(spk % 2 == 0, "es", "en")
+    gender = np.where((spk // 2) % 2 == 0, "female", "male")
+    seg = pd.DataFrame(
+        {
+            "segment_id": np.char.add("s", np.arange(n).astype(str)),
+            "source": np.char.add(np.char.add("call", (np.arange(n) // 100).astype(str)), ".wav"),
+            "start_s": (np.arange(n) % 100) * 6.0,
+            "end_s": (np.arange(n) % 100) * 6.0 + 5.0,
+            "duration_s": 5.0,
+            "speaker": np.char.add("spk", spk.astype(str)),
+            "language": np.where(is_music, "none", lang),
+            "gender": np.where(is_music, "none", gender),
+            "class": np.where(is_music, "music", "voice"),
+            "split": np.where(feature_spk, "feature", "sae"),
+        }
+    )
+    dirs = rng.standard_normal((4, dim)).astype(np.float32)
+    x = np.empty((n, dim), np.float32)
+    for a in range(0, n, 100_000):
+        b = min(n, a + 100_000)
+        chunk = 0.5 * rng.standard_normal((b - a, dim)).astype(np.float32)
+        chunk += np.where((lang[a:b] == "es") & ~is_music[a:b], 1, 0)[:, None] * dirs[0]
+        chunk += np.where(is_music[a:b], 1, 0)[:, None] * 2 * dirs[1]
+        chunk += np.where(gender[a:b] == "female", 1, 0)[:, None] * 0.7 * dirs[2]
+        x[a:b] = chunk
+    ws = Workspace.create(root, seg, x, embedder="imported", sample_rate=0, provenance={"command": "bench"})
+    del x
+    print(f"  workspace {n:,} x {dim}: {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    sae = create_sae(SAEConfig(architecture="topk", d_in=dim, d_sae=d_sae, k=k))
+    save_sae(sae, ws.models_dir / MODEL, metrics={"nmse": None, "l0": k, "dead_fraction": 0.0})
+    build_index(ws, MODEL)
+    print(f"  activation codes + browse index ({d_sae} latents, K={k}): {time.perf_counter() - t0:.1f} s")
+    rows = sample_rows(n)
+    save_projection(ws, rows, rng.standard_normal((len(rows), 2)).astype(np.float32))
+
+
+CHILD = r"""
+import json, os, sys, time, resource
+t0 = time.perf_counter()
+from streamlit.testing.v1 import AppTest
+os.environ["VOXSAE_START_PAGE"] = "latents"
+at = AppTest.from_file(sys.argv[1], default_timeout=600)
+at.session_state["latent"] = int(sys.argv[2])
+at.run()
+cold = time.perf_counter() - t0
+assert not at.exception, [e.value for e in at.exception]
+assert at.title[0].value.startswith("Latent"), at.title
+warm = []
+for _ in range(5):
+    t = time.perf_counter(); at.run(); warm.append(time.perf_counter() - t)
+os.environ["VOXSAE_START_PAGE"] = "steering"
+st_at = AppTest.from_file(sys.argv[1], default_timeout=600)
+t = time.perf_counter(); st_at.run(); steer_first = time.perf_counter() - t
+assert not st_at.exception, [e.value for e in st_at.exception]
+assert st_at.slider, ([e.value for e in st_at.error], [i.value for i in st_at.info])
+steer_rerun = []
+for v in (0.5, 1.0, 1.5, 2.0, 2.5):
+    t = time.perf_counter(); st_at.slider(key="_w_steer_value").set_value(v).run(); steer_rerun.append(time.perf_counter() - t)
+rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024 / 1024
+os.environ["VOXSAE_START_PAGE"] = "probe"
+pr_at = AppTest.from_file(sys.argv[1], default_timeout=600)
+t = time.perf_counter(); pr_at.run(); probe_first = time.perf_counter() - t
+assert not pr_at.exception, [e.value for e in pr_at.exception]
+t = time.perf_counter(); pr_at.selectbox(key="_w_probe_segment").select_index(7).run(); probe_next = time.perf_counter() - t
+rss_probe = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024 / 1024
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+print(json.dumps({"cold": cold, "warm": warm, "steer_first": steer_first, "steer_rerun": steer_rerun,
+                  "rss_gb": rss, "peak_gb": peak, "probe_first": probe_first, "probe_next": probe_next,
+                  "rss_probe_gb": rss_probe}))
+"""
+
+
+def real_server_cold_start(data_root: Path, workspace: str, latent: int) -> tuple[float, float] | None:
+    """Seconds from `streamlit run` to a rendered latent page in headless Chromium, then a reload."""
+    import socket
+    import urllib.request
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        print("(no /usr/bin/chromium: real-server cold start not measured)")
+        return None
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, VOXSAE_DATA=str(data_root), VOXSAE_WORKSPACE=workspace)
+    env.pop("VOXSAE_START_PAGE", None)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("streamlit")), "run", "app.py", "--server.port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                    break
+                except OSError:
+                    if time.perf_counter() - t0 > 120:
+                        raise
+                    time.sleep(0.05)
+            page.goto(f"http://127.0.0.1:{port}/latents?latent={latent}")
+            page.get_by_text("Top-activating segments").first.wait_for(timeout=120_000)
+            cold = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            page.reload()
+            page.get_by_text("Top-activating segments").first.wait_for(timeout=120_000)
+            warm = time.perf_counter() - t1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            browser.close()
+    return cold, warm
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--segments", type=int, default=1_100_000)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--d-sae", type=int, default=600)
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--out", default=str(REPO / "bench" / "out"))
+    args = ap.parse_args()
+    name = f"dash-{args.segments}-{args.dim}-{args.d_sae}-{args.k}"
+    root = Path(args.out) / name
+    os.environ["VOXSAE_DATA"] = str(root.parent)
+    os.environ["VOXSAE_WORKSPACE"] = name
+    from core.browse import decoder_directions, latent_page, load_index
+    from core.workspace import Workspace
+
+    print(f"== dashboard speed: {args.segments:,} segments x {args.dim}, SAE {args.d_sae} latents K={args.k}")
+    if not (root / "workspace.json").is_file() or load_index(Workspace.open(root), MODEL) is None:
+        print("building the workspace and its cached artifacts (once):", flush=True)
+        build(root, args.segments, args.dim, args.d_sae, args.k)
+    ws = Workspace.open(root)
+    idx = load_index(ws, MODEL)
+    live = idx.stats[idx.stats["count"] > 0]
+    typical = int(live.iloc[(live["count"] - live["count"].median()).abs().argsort().iloc[0]]["latent"])
+
+    # 1. cold start + warm page reruns + steering reruns + memory: a fresh process through AppTest
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(REPO / "app.py"), str(typical)],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="2"),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if child.returncode != 0:
+        print(child.stderr[-3000:])
+        return 1
+    fig = json.loads(child.stdout.strip().splitlines()[-1])
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import streamlit, pandas, numpy"], check=True)
+    import_floor = time.perf_counter() - t
+
+    # 2. latent page data in this process (server-side compute), vs a naive scan of the codes
+    dec = decoder_directions(ws, MODEL)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(live["latent"].to_numpy(), size=min(20, len(live)), replace=False)
+    latent_page(ws, idx, typical, decoder=dec)  # first touch of the memory map
+    page_ms = []
+    for j in picks:
+        t = time.perf_counter()
+        latent_page(ws, idx, int(j), decoder=dec)
+        page_ms.append(1000 * (time.perf_counter() - t))
+    from core.activations import sparse_codes
+
+    codes, vals = sparse_codes(ws, MODEL)
+    naive_ms = []
+    for j in picks[:5]:
+        t = time.perf_counter()
+        hit = codes == int(j)
+        r = np.flatnonzero(hit.any(axis=1))
+        v = vals[hit]
+        top = r[np.argsort(-v)[:10]]
+        _ = ws.segments.iloc[top]
+        np.histogram(v, bins=30)
+        naive_ms.append(1000 * (time.perf_counter() - t))
+    del codes, vals
+
+    # 3. steering update (the fragment's server-side work), vs decoding every steered sample
+    from core import dashboard
+
+    task = dashboard.Task("language", "es", ("en",))
+    t = time.perf_counter()
+    session = dashboard.steering_session(ws, MODEL, task)
+    session_s = time.perf_counter() - t
+    latent = dashboard.default_latent(ws, MODEL, task) or typical
+    steer_ms = []
+    for a in np.linspace(-3, 3, 41):
+        t = time.perf_counter()
+        res = dashboard.steer_signed(session, latent, float(a))
+        dashboard.steering_frames(res)
+        steer_ms.append(1000 * (time.perf_counter() - t))
+    naive_steer = []
+    w, b = session.w_dec, session.b_dec
+    for a in (0.5, 1.0, 1.5):
+        t = time.perf_counter()
+        z = session.z.copy()
+        z[:, latent] = np.where(session.y, -a, a)
+        rec = z @ w + b
+        rn = rec / np.linalg.norm(rec, axis=1, keepdims=True)
+        _ = rn @ (session.c_pos / np.linalg.norm(session.c_pos)) - rn @ (
+            session.c_neg / np.linalg.norm(session.c_neg)
+        )
+        naive_steer.append(1000 * (time.perf_counter() - t))
+
+    real = real_server_cold_start(root.parent, name, typical)
+
+    def line(label, value, unit, target, baseline=None):
+        text = f"{label:<44} {value:9.3f} {unit:<3} target {target:g} {unit} (ratio {value / target:.2f})"
+        if baseline is not None:
+            text += f"; naive baseline {baseline:.3f} {unit} (speed-up {baseline / value:.1f}x)"
+        print(text)
+
+    print(f"test set for steering: {len(session.y)} samples; session build (encode once) {session_s:.2f} s")
+    line("cold start, AppTest (fresh process)", fig["cold"], "s", TARGETS["cold_start_s"])
+    print(f"{'  of which python + streamlit/pandas imports':<44} {import_floor:9.3f} s")
+    if real is not None:
+        line("cold start, real server + Chromium", real[0], "s", TARGETS["cold_start_s"])
+        print(f"{'  then the same latent page reloaded (warm)':<44} {1000 * real[1]:9.1f} ms")
+    line(
+        "latent page data, warm (median)",
+        float(np.median(page_ms)),
+        "ms",
+        TARGETS["latent_page_ms"],
+        float(np.median(naive_ms)),
+    )
+    print(f"{'  latent page data, warm (max of 20)':<44} {max(page_ms):9.3f} ms")
+    line(
+        "latent page full rerun via AppTest (median)",
+        1000 * float(np.median(fig["warm"])),
+        "ms",
+        TARGETS["latent_page_ms"],
+    )
+    line(
+        "steering update server-side (median)",
+        float(np.median(steer_ms)),
+        "ms",
+        TARGETS["steering_ms"],
+        float(np.median(naive_steer)),
+    )
+    print(f"{'  steering update (max of 41)':<44} {max(steer_ms):9.3f} ms")
+    line(
+        "steering page rerun via AppTest (median)",
+        1000 * float(np.median(fig["steer_rerun"])),
+        "ms",
+        TARGETS["steering_ms"],
+    )
+    print(f"{'  steering page first open (encodes once)':<44} {fig['steer_first']:9.3f} s")
+    line("resident memory after latent + steering", fig["rss_gb"], "GB", TARGETS["rss_gb"])
+    print(f"{'  peak resident memory of that process':<44} {fig['peak_gb']:9.3f} GB")
+    print(
+        f"{'probe page: first open / next segment':<44} {fig['probe_first']:9.3f} s / {fig['probe_next']:.3f} s"
+    )
+    line("resident memory after the probe page too", fig["rss_probe_gb"], "GB", TARGETS["rss_gb"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""Shared dashboard state: the current view (workspace, model, latent, page parameters), mirrored
+in the URL query parameters so a copied link reopens it, and the cached loaders every page uses.
+
+Models and stores are st.cache_resource (one per server); tables are st.cache_data. Nothing here
+computes an analysis: it only calls core/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core.constants import DEFAULT_WORKSPACE, WORKSPACE_JSON, data_root
+from core.errors import VoxSAEError
+
+
+def _leave_pages_directory_mode() -> None:
+    """Streamlit runs a repo with a pages/ folder in its old 'pages directory' mode until the first
+    st.navigation call, so a first request for /latents would run pages/latents.py without app.py
+    (no sidebar, no state). Switch the process to st.navigation mode and rerun through app.py.
+    This module is imported first by app.py and by every page, so it runs before any output."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the flag
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if st.runtime.exists():
+            st.rerun()
+
+
+_leave_pages_directory_mode()
+
+# URL parameter -> type. Global ones belong to every page; the rest to the page that shows them.
+GLOBAL_PARAMS = {"ws": str, "model": str}
+PAGE_PARAMS = {
+    "overview": {},
+    "latents": {"latent": int, "q": str, "min_density": float},
+    "labeling": {"latent": int},
+    "grid": {"grid_attr": str},
+    "splitting": {"split_attr": str},
+    "steering": {"steer_attr": str, "steer_model": str, "steer_latent": int, "steer_value": float},
+    "probe": {"probe_segment": str},
+}
+ALL_PARAMS = {**GLOBAL_PARAMS, **{k: t for p in PAGE_PARAMS.values() for k, t in p.items()}}
+
+
+# -- state <-> URL ---------------------------------------------------------------------------
+def init_state() -> None:
+    """First run of a session: copy the URL's parameters into session state. Every run: keep
+    page parameters alive while their page is not shown (Streamlit drops unrendered widget keys)."""
+    ss = st.session_state
+    if not ss.get("_voxsae_init"):
+        ss["_voxsae_init"] = True
+        for key, typ in ALL_PARAMS.items():
+            if key in st.query_params:
+                raw = st.query_params.get(key)
+                with contextlib.suppress(TypeError, ValueError):
+                    ss[key] = typ(raw)
+    for key in ALL_PARAMS:
+        if key in ss:
+            ss[key] = ss[key]
+
+
+def sync_query_params(page_key: str) -> None:
+    """Write the current view into the URL (global parameters + this page's)."""
+    wanted = {}
+    for key in [*GLOBAL_PARAMS, *PAGE_PARAMS.get(page_key, {})]:
+        val = st.session_state.get(key)
+        if val is not None and val != "":
+            wanted[key] = str(val)
+    current = {k: st.query_params.get(k) for k in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def state_widget(widget, label: str, *args, key: str, **kwargs):
+    """A widget whose value lives in session_state[key] (the view), not in the widget's own key.
+
+    The widget gets the key `_w_<key>`, is synced from the view before it renders and writes back on
+    change, so the view survives page switches and programmatic changes (e.g. a grid click setting
+    the model) without Streamlit's 'value set via Session State' conflicts.
+    """
+    ss = st.session_state
+    wkey = f"_w_{key}"
+    if key in ss and (wkey not in ss or ss[wkey] != ss[key]):
+        ss[wkey] = ss[key]
+
+    def _changed() -> None:
+        ss[key] = ss[wkey]
+
+    value = widget(label, *args, key=wkey, on_change=_changed, **kwargs)
+    ss[key] = value
+    return value
+
+
+def set_view(**values) -> None:
+    for k, v in values.items():
+        st.session_state[k] = v
+
+
+# -- workspaces and models ---------------------------------------------------------------------
+def workspace_names() -> list[str]:
+    """Workspaces under data_root() (re-listed at most every 10 s)."""
+    return _workspace_names(str(data_root()))
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _workspace_names(root: str) -> list[str]:
+    path = Path(root)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if (p / WORKSPACE_JSON).is_file())
+
+
+def default_workspace() -> str:
+    return os.environ.get("VOXSAE_WORKSPACE") or DEFAULT_WORKSPACE
+
+
+def default_model(models: list[str]) -> str | None:
+    """The paper's cell (topk-L200-K20) when the workspace has it, else the last listed."""
+    if not models:
+        return None
+    from core.analyses import paper_model
+
+    try:
+        return paper_model(models) or models[-1]
+    except Exception:  # pragma: no cover - an analyses module mid-change must not break the app
+        return models[-1]
+
+
+def _ws_stamp(name: str) -> float:
+    from core.workspace import resolve_workspace_path
+
+    p = resolve_workspace_path(name) / WORKSPACE_JSON
+    return p.stat().st_mtime if p.is_file() else 0.0
+
+
+@st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
+def _open_ws(name: str, stamp: float):
+    from core.workspace import Workspace
+
+    ws = Workspace.open(name)
+    _ = ws.segments  # load the table once per server
+    return ws
+
+
+def open_ws(name: str):
+    return _open_ws(name, _ws_stamp(name))
+
+
+def _models_stamp(ws) -> float:
+    d = ws.models_dir
+    if not d.is_dir():
+        return 0.0
+    return max([d.stat().st_mtime, *(p.stat().st_mtime for p in d.iterdir())])
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _model_summaries(root: str, stamp: float) -> list:
+    from core.browse import list_models
+    from core.workspace import Workspace
+
+    return list_models(Workspace(Path(root)))
+
+
+def model_summaries(ws) -> list:
+    return _model_summaries(str(ws.root), _models_stamp(ws))
+
+
+@st.cache_resource(show_spinner="Loading latent index...", max_entries=8)
+def _latent_index(root: str, fingerprint: str, model: str, stamp: float):
+    from core.browse import load_index
+
+    ws = open_ws_by_root(root)
+    return load_index(ws, model)
+
+
+def open_ws_by_root(root: str):
+    from core.workspace import Workspace
+
+    name = Path(root).name
+    if Path(root).parent == data_root():
+        return open_ws(name)
+    return Workspace(Path(root))
+
+
+def latent_index(ws, model: str):
+    """The stored activation index of `model` (None when not built yet)."""
+    from core.browse import get_model, index_dir
+
+    m = get_model(ws, model)
+    stamp = index_dir(ws, m)
+    meta = stamp / "meta.json"
+    return _latent_index(str(ws.root), ws.fingerprint, model, meta.stat().st_mtime if meta.is_file() else 0.0)
+
+
+def ensure_latent_index(ws, model: str):
+    """The index, or a button that builds it (with progress) and then reruns."""
+    idx = latent_index(ws, model)
+    if idx is not None:
+        return idx
+    st.info(
+        f"The activation index of **{model}** is not built yet for this corpus "
+        "(`python -m core analyze` builds it; it is computed once and stored)."
+    )
+    if st.button("Build it now", key=f"build_index_{model}", type="primary"):
+        from core.browse import build_index
+
+        bar = st.progress(0.0, text="encoding segments")
+        try:
+            build_index(ws, model, progress=lambda f, t: bar.progress(min(1.0, f), text=t))
+        except VoxSAEError as exc:
+            st.error(str(exc))
+            st.stop()
+        st.rerun()
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def label_store(root: str):
+    from core.labels import LabelStore
+    from core.workspace import Workspace
+
+    return LabelStore.for_workspace(Workspace(Path(root)))
+
+
+def labels_for(ws, model: str) -> dict:
+    return label_store(str(ws.root)).for_model(model)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _segment_wav(root: str, fingerprint: str, segment_id: str) -> bytes:
+    from core.playback import segment_wav
+
+    return segment_wav(open_ws_by_root(root), segment_id)
+
+
+def audio_player(ws, segment_id: str) -> None:
+    """st.audio of a catalogue segment (cut server-side); a caption when its audio is absent."""
+    try:
+        st.audio(_segment_wav(str(ws.root), ws.fingerprint, str(segment_id)), format="audio/wav")
+    except VoxSAEError as exc:
+        st.caption(f"no audio: {exc}")
+
+
+# -- page helpers ---------------------------------------------------------------------------
+def current_ws():
+    """The selected workspace, or a message + stop when there is none."""
+    name = st.session_state.get("ws")
+    if not name:
+        st.warning(
+            f"No workspace found under {data_root()}. Build the demo with `make demo` or "
+            "`python -m core demo-corpus`."
+        )
+        st.stop()
+    try:
+        return open_ws(name)
+    except VoxSAEError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def current_model(ws) -> str:
+    model = st.session_state.get("model")
+    if not model:
+        st.warning(
+            f"Workspace **{ws.name}** has no trained models yet: `python -m core train --workspace {ws.name}`."
+        )
+        st.stop()
+    return model
+
+
+def show_error(exc: Exception) -> None:
+    st.error(str(exc))

@@ -1,0 +1,75 @@
+"""Overview: corpus summary, attribute breakdown, the models with NMSE / L0 / dead %, NMSE vs K."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.browse import models_table
+from pages import common
+
+
+@st.cache_data(show_spinner=False)
+def _summary(root: str, fingerprint: str) -> dict:
+    return common.open_ws_by_root(root).summary()
+
+
+ws = common.current_ws()
+st.title(f"Workspace {ws.name}")
+summary = _summary(str(ws.root), ws.fingerprint)
+c = st.columns(4)
+c[0].metric("Segments", f"{summary['segments']:,}")
+c[1].metric("Hours", f"{summary['hours']:.1f}")
+c[2].metric("Speakers", f"{summary.get('speakers', 0):,}")
+c[3].metric(f"Embedder ({summary['dim']}-d)", summary["embedder"])
+
+breakdown = {k: v for k, v in summary.items() if isinstance(v, dict)}
+if breakdown:
+    st.subheader("Attributes")
+    cols = st.columns(min(4, len(breakdown)))
+    for i, (attr, counts) in enumerate(breakdown.items()):
+        frame = pd.DataFrame({"value": list(counts), "segments": list(counts.values())})
+        chart = (
+            alt.Chart(frame, title=attr)
+            .mark_bar()
+            .encode(
+                x=alt.X("segments:Q"),
+                y=alt.Y("value:N", sort="-x", title=None),
+                tooltip=["value", "segments"],
+            )
+            .properties(height=alt.Step(22), autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+        )
+        cols[i % len(cols)].altair_chart(chart, width="stretch")
+
+st.subheader("Models")
+table = models_table(ws)
+if table.empty:
+    st.info(f"No trained models yet: `python -m core train --workspace {ws.name}`.")
+    st.stop()
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={
+        "nmse": st.column_config.NumberColumn("NMSE", format="%.4f"),
+        "explained_variance": st.column_config.NumberColumn("explained var.", format="%.3f"),
+        "l0": st.column_config.NumberColumn("L0", format="%.1f"),
+        "dead_pct": st.column_config.NumberColumn("dead %", format="%.1f"),
+    },
+)
+plot = table.dropna(subset=["nmse", "k"])
+if not plot.empty:
+    st.subheader("NMSE against K, per latent size")
+    chart = (
+        alt.Chart(plot)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("k:O", title="K (active latents)"),
+            y=alt.Y("nmse:Q", title="NMSE", scale=alt.Scale(zero=False)),
+            color=alt.Color("d_sae:N", title="latents"),
+            strokeDash=alt.StrokeDash("arch:N", title="architecture"),
+            tooltip=["model", "arch", "d_sae", "k", alt.Tooltip("nmse:Q", format=".4f"), "l0", "dead_pct"],
+        )
+        .properties(height=320)
+    )
+    st.altair_chart(chart, width="stretch")

@@ -1,0 +1,133 @@
+"""Steering (paper III-D, Eqs. 1-3): set a latent to a value, decode, and watch delta_s move.
+
+The slider sits in an st.fragment, so moving it reruns only the fragment: one vectorised
+SteeringSession.steer call (core.steering) plus the chart and tables."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+from core import dashboard
+from core.browse import get_model
+from core.errors import VoxSAEError
+from pages import common
+
+ws = common.current_ws()
+model = common.current_model(ws)
+ss = st.session_state
+st.title("Steering")
+st.caption(
+    "delta_s = cos(x, centroid of positives) - cos(x, centroid of negatives), on SAE reconstructions. "
+    "a > 0 is the paper's direction (positives set to -a, negatives to +a); a < 0 reverses it."
+)
+
+tasks = dashboard.defined_tasks(ws)
+if not tasks:
+    st.info("No labelled attribute to steer (the workspace needs e.g. language es/en or class music/voice).")
+    st.stop()
+titles = [t.title for t in tasks]
+if ss.get("steer_attr") not in titles:
+    ss["steer_attr"] = titles[0]
+c = st.columns([2, 1, 2])
+common.state_widget(c[0].selectbox, "Attribute", titles, key="steer_attr")
+task = tasks[titles.index(ss["steer_attr"])]
+d_sae = get_model(ws, model).d_sae
+
+
+@st.cache_resource(show_spinner="Encoding the task's samples (once)...", max_entries=8)
+def _session(root: str, fingerprint: str, model: str, task: dashboard.Task):
+    return dashboard.steering_session(common.open_ws_by_root(root), model, task)
+
+
+try:
+    session = _session(str(ws.root), ws.fingerprint, model, task)
+except VoxSAEError as exc:
+    st.error(str(exc))
+    st.stop()
+
+default_latent = dashboard.default_latent(ws, model, task)
+if ss.get("steer_latent") is None or not 0 <= int(ss["steer_latent"]) < d_sae:
+    ss["steer_latent"] = default_latent if default_latent is not None else 0
+common.state_widget(
+    c[1].number_input,
+    "Latent",
+    min_value=0,
+    max_value=d_sae - 1,
+    step=1,
+    key="steer_latent",
+    help=f"identified latent for {task.positive}: {default_latent}" if default_latent is not None else None,
+)
+latent = int(ss["steer_latent"])
+pos, neg = session.class_names
+mode = c[2].radio(
+    "Samples", ["both classes", f"only {pos}", f"only {neg}", "chosen segments"], horizontal=True
+)
+mask = None
+if mode == f"only {pos}":
+    mask = session.y
+elif mode == f"only {neg}":
+    mask = ~session.y
+elif mode == "chosen segments":
+    ids = ws.segments["segment_id"].to_numpy()[session.test_rows]
+    chosen = st.multiselect("Segments (test split)", list(ids), default=list(ids[:5]), max_selections=200)
+    mask = np.isin(ids, chosen)
+    if not mask.any():
+        st.info("Choose at least one segment.")
+        st.stop()
+
+if "steer_value" not in ss:
+    ss["steer_value"] = 1.0
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    return f"{float(v):+.4f}"
+
+
+@st.fragment
+def live() -> None:
+    value = common.state_widget(
+        st.slider, "a (value the latent is set to)", -3.0, 3.0, step=0.05, key="steer_value"
+    )
+    st.query_params["steer_value"] = str(value)
+    res = dashboard.steer_signed(session, latent, value, mask)
+    dist, means = dashboard.steering_frames(res)
+    left, right = st.columns([3, 2])
+    with left:
+        chart = (
+            alt.Chart(dist)
+            .transform_density("delta_s", groupby=["class", "when"], as_=["delta_s", "density"], steps=120)
+            .mark_area(opacity=0.45)
+            .encode(
+                x=alt.X("delta_s:Q", title="delta_s"),
+                y=alt.Y("density:Q", stack=None),
+                color=alt.Color("class:N", scale=alt.Scale(domain=[pos, neg], range=["#d62728", "#1f77b4"])),
+                row=alt.Row("when:N", sort=["before", "after"], title=None),
+            )
+            .properties(height=150)
+        )
+        st.altair_chart(chart, width="stretch")
+    with right:
+        st.markdown("**Means (Tables III-IV)**")
+        shown = means.copy()
+        for col in shown.columns:
+            if col != "class":
+                if col == "n":
+                    shown[col] = [str(int(v)) for v in shown[col]]
+                elif col == "flipped":
+                    shown[col] = [f"{100 * float(v):.1f} %" for v in shown[col]]
+                else:
+                    shown[col] = [_fmt(v) for v in shown[col]]
+        st.table(shown.set_index("class").T)  # one column per class: readable at any width
+        for _, r in means.iterrows():
+            change = r["own-speaker cos change"]
+            st.metric(
+                f"{r['class']}: own-speaker similarity change",
+                "n/a" if change is None or change != change else f"{change:+.4f}",
+            )
+
+
+live()

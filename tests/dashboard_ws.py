@@ -1,0 +1,110 @@
+"""A small, complete workspace for the dashboard tests (built in seconds, no network, no weights).
+
+Synthetic 256-d embeddings with structure (language, class, gender and speaker directions), a few
+short WAVs under the workspace's audio/ folder that the segments are cut from, a tiny grid of TopK
+SAEs trained with core.training, the default analyses (identification/grid, splitting,
+suggestions), the browse index of every model and a stored 2-D projection (random, so the tests do
+not pay for numba's compile of UMAP).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DIM = 256
+SR = 16_000
+N_SOURCES = 6
+SOURCE_S = 24.0
+SEG_S = 2.0
+
+
+def _tone(seed: int, seconds: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f = 150 + 40 * seed
+    return (0.3 * np.sin(2 * np.pi * f * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def build_segments_and_embeddings(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    # 16 voice speakers (8 train the SAEs, 8 are the labelled feature set) x 14 segments, + music
+    for s in range(16):
+        lang = "es" if s % 2 == 0 else "en"
+        gender = "female" if (s // 2) % 2 == 0 else "male"
+        for _j in range(14):
+            rows.append(
+                dict(
+                    speaker=f"spk{s:02d}",
+                    language=lang,
+                    gender=gender,
+                    **{"class": "voice"},
+                    split="sae" if s < 8 else "feature",
+                )
+            )
+    for m in range(8):
+        for _ in range(8):
+            rows.append(
+                dict(
+                    speaker=f"music{m}",
+                    language="none",
+                    gender="none",
+                    **{"class": "music"},
+                    split="sae" if m < 4 else "feature",
+                )
+            )
+    seg = pd.DataFrame(rows)
+    n = len(seg)
+    src = np.arange(n) % N_SOURCES
+    start = (np.arange(n) // N_SOURCES) % int(SOURCE_S / SEG_S) * SEG_S
+    seg.insert(0, "segment_id", [f"seg{i:04d}" for i in range(n)])
+    seg.insert(1, "source", [f"call{k}.wav" for k in src])
+    seg.insert(2, "start_s", start)
+    seg.insert(3, "end_s", start + SEG_S)
+    seg.insert(4, "duration_s", SEG_S)
+    dirs = rng.standard_normal((6, DIM)).astype(np.float32)
+    spk_dirs = {s: rng.standard_normal(DIM).astype(np.float32) for s in seg["speaker"].unique()}
+    x = 0.3 * rng.standard_normal((n, DIM)).astype(np.float32)
+    x += np.where(seg["language"].eq("es").to_numpy()[:, None], dirs[0], 0)
+    x += np.where(seg["language"].eq("en").to_numpy()[:, None], dirs[1], 0)
+    x += np.where(seg["class"].eq("music").to_numpy()[:, None], 2 * dirs[2], 0)
+    x += np.where(seg["gender"].eq("female").to_numpy()[:, None], 0.7 * dirs[3], 0)
+    x += 0.5 * np.stack([spk_dirs[s] for s in seg["speaker"]])
+    return seg, x.astype(np.float32)
+
+
+def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = True):
+    """Create data_root/name with audio, models, analyses, browse indexes and a projection."""
+    os.environ["VOXSAE_DATA"] = str(data_root)
+    from core.audio import save_wav
+    from core.browse import build_index, list_models
+    from core.projection import save_projection
+    from core.training import TrainConfig, train_grid
+    from core.workspace import Workspace
+
+    seg, x = build_segments_and_embeddings()
+    ws = Workspace.create(
+        data_root / name, seg, x, embedder="resemblyzer", sample_rate=SR, provenance={"command": "tests"}
+    )
+    for k in range(N_SOURCES):
+        save_wav(ws.audio_dir / f"call{k}.wav", _tone(k, SOURCE_S), SR)
+    train_grid(ws, TrainConfig(latents=(16, 32), ks=(2, 4), epochs=2, batch_size=64), progress=False)
+    for m in list_models(ws):
+        build_index(ws, m.name)
+    rng = np.random.default_rng(1)
+    save_projection(ws, np.arange(len(seg)), rng.standard_normal((len(seg), 2)))
+    if analyses:
+        from core.grid import compute_grid
+        from core.splitting import compute_splitting
+        from core.suggestions import compute_suggestions
+
+        compute_grid(ws, "language", "es", ["en"])
+        compute_grid(ws, "class", "music", ["voice"])
+        compute_splitting(ws, "language", "es", ["en"], subgroup="gender")
+        for m in list_models(ws):
+            compute_suggestions(ws, m.name)
+    return Workspace.open(data_root / name)
