@@ -51,8 +51,8 @@ def build_segments_and_embeddings(seed: int = 0) -> tuple[pd.DataFrame, np.ndarr
             rows.append(
                 dict(
                     speaker=f"music{m}",
-                    language="none",
-                    gender="none",
+                    language="",
+                    gender="",
                     **{"class": "music"},
                     split="sae" if m < 4 else "feature",
                 )
