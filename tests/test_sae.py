@@ -195,3 +195,36 @@ def test_two_level_topk_is_exact():
         assert torch.equal(got, want), (L, k)
         idx = topk_indices(x, k)
         assert all(len(set(r.tolist())) == k for r in idx)  # k distinct latents per row
+
+
+def test_compiled_segmented_topk_matches_torch_topk():
+    from core.sae import cpu_topk
+
+    if not cpu_topk.available():
+        pytest.skip("numba not installed")
+    g = torch.Generator().manual_seed(0)
+    for d_sae, ks in [
+        (600, [5, 10, 15, 20, 25, 30, 35]),
+        (100, [5, 35]),
+        (601, [20]),
+        (90, [12, 1]),
+        (40, [40]),
+    ]:
+        pre = torch.randn(96, d_sae * len(ks), generator=g)
+        pre[:10] = torch.randint(0, 3, (10, pre.shape[1]), generator=g).float()  # heavy ties
+        pre[10, :d_sae] = float("-inf")  # a whole segment of -inf still yields K picks
+        idx = cpu_topk.segmented_topk(pre, d_sae, ks)
+        assert idx.shape == (96, sum(ks))
+        col = 0
+        for m, k in enumerate(ks):
+            seg = pre[:, m * d_sae : (m + 1) * d_sae]
+            picked = idx[:, col : col + k]
+            assert bool(((picked >= m * d_sae) & (picked < (m + 1) * d_sae)).all()), (d_sae, ks, m)
+            assert all(len(set(r.tolist())) == k for r in picked)  # k distinct latents per row
+            got = pre.gather(1, picked).sort(dim=-1, descending=True)[0]
+            assert torch.equal(got, seg.topk(k, dim=-1)[0]), (d_sae, ks, m)
+            col += k
+    with pytest.raises(ValueError, match="columns"):
+        cpu_topk.segmented_topk(torch.zeros(4, 100), 60, [5])
+    with pytest.raises(ValueError, match="float32"):
+        cpu_topk.segmented_topk(torch.zeros(4, 100, dtype=torch.float64), 100, [5])

@@ -3,10 +3,10 @@
 Same-shaped models (one latent dim, several K) share the input batch, so their encoders run as ONE
 matmul x @ W_enc[d_in, M*d_sae]; b_dec is folded in as b_enc - b_dec @ W_enc. For TopK models
 (sparsify's recipe):
-* the selection runs without autograd (each model its own K; `topk_indices` is an exact two-level
-  top-k, faster than torch.topk on CPU for K >= 10), and the K values are gathered by _GatherPre,
-  whose backward only touches the selected latents: dW_enc[:, j] = sum g * x over the rows that
-  selected j, a transposed embedding_bag - no dense [N, d_sae] gradient and no second big matmul;
+* the selection runs without autograd (each model its own K; on CPU one compiled pass over every
+  model, `core.sae.cpu_topk`; elsewhere `topk_indices`, an exact two-level top-k), and the K values
+  are gathered by _GatherPre, whose backward only touches the selected latents: dW_enc[:, j] =
+  sum g * x over the rows that selected j, a transposed embedding_bag - no dense [N, d_sae] gradient and no second big matmul;
 * decoding is one F.embedding_bag over the K active rows of W_dec per (sample, model), weighted by
   the values (no dense [N, d_sae] @ [d_sae, d_in] matmul); its backward (_BagDecode) again only
   touches the active decoder rows.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae
+from core.sae import ARCHITECTURES, SAE, SAEConfig, cpu_topk, create_sae
 
 _HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_")
 
@@ -259,6 +259,8 @@ class SAEStack(nn.Module):
         Row n holds model 0's K_0 entries, then model 1's K_1, ... (ragged bags for embedding_bag);
         each model runs its own topk, so a small K costs less than the stack's largest."""
         with torch.no_grad():
+            if pre.device.type == "cpu" and pre.dtype == torch.float32 and cpu_topk.available():
+                return cpu_topk.segmented_topk(pre.reshape(pre.shape[0], -1), self.d_sae, self.k_list)
             return torch.cat(
                 [topk_indices(pre[:, m], k) + m * self.d_sae for m, k in enumerate(self.k_list)], dim=1
             )
