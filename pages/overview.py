@@ -29,7 +29,7 @@ if breakdown:
     st.subheader("Attributes")
     cols = st.columns(min(4, len(breakdown)))
     for i, (attr, counts) in enumerate(breakdown.items()):
-        frame = pd.DataFrame({"value": list(counts), "segments": list(counts.values())})
+        frame = pd.DataFrame({"value": [v or "(none)" for v in counts], "segments": list(counts.values())})
         chart = (
             alt.Chart(frame, title=attr)
             .mark_bar()
