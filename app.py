@@ -51,6 +51,10 @@ with st.sidebar:
             st.error(str(exc))
             models = []
         if ss.get("model") not in models:
+            if ss.get("model") and models:  # a link to a model this workspace does not have
+                st.warning(
+                    f"workspace {ss['ws']} has no model {ss['model']!r}; showing {common.default_model(models)}"
+                )
             ss["model"] = common.default_model(models)
         if models:
             common.state_widget(st.selectbox, "Model", models, key="model")

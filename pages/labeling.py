@@ -23,7 +23,12 @@ author = (ss.get("author") or "").strip() or "anonymous"
 st.title(f"Label latents of {model}")
 if ss.get("_label_flash"):
     st.success(ss.pop("_label_flash"))
-if ss.get("latent") is None or not 0 <= int(ss["latent"]) < d_sae:
+if ss.get("latent") is not None and not 0 <= int(ss["latent"]) < d_sae:
+    st.warning(
+        f"{model} has no latent {int(ss['latent'])} (its latents are 0-{d_sae - 1}); showing latent 0."
+    )
+    ss["latent"] = None
+if ss.get("latent") is None:
     ss["latent"] = 0
 latent = common.state_widget(
     st.number_input, "Latent", min_value=0, max_value=d_sae - 1, step=1, key="latent"

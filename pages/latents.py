@@ -240,7 +240,7 @@ def latent_view(latent: int) -> None:
         st.subheader("UMAP of the embeddings")
         proj = _projection(str(ws.root), ws.fingerprint)
         if proj is None:
-            st.caption("The map is not computed yet (`python -m core project`, or `analyze`).")
+            st.caption("The map is not computed yet (`python -m core dashboard-cache`).")
             if st.button("Compute the map now"):
                 from core.projection import compute_projection
 
@@ -269,8 +269,12 @@ def latent_view(latent: int) -> None:
 
 
 latent = ss.get("latent")
-if latent is None or not (0 <= int(latent) < index.d_sae):
-    ss["latent"] = None
+if latent is not None and not (0 <= int(latent) < index.d_sae):  # e.g. a hand-edited link
+    st.warning(
+        f"{model} has no latent {int(latent)} (its latents are 0-{index.d_sae - 1}); showing the list."
+    )
+    latent = ss["latent"] = None
+if latent is None:
     browser()
 else:
     latent_view(int(latent))

@@ -80,7 +80,9 @@ if not sf.empty:
     sf = sf[(sf["arch"] == arch) & ((sf["k"] == k) if k is not None else True)] if arch else sf
 if sf.empty:
     if firsts:
-        st.caption(f"No split detected among the {arch} models with K = {k}; the splits above are at other K.")
+        st.caption(
+            f"No split detected among the {arch} models with K = {k}; the splits above are at other K."
+        )
 else:
     st.caption(f"Every split detected among the {arch} models with K = {k}:")
     st.dataframe(sf, hide_index=True)

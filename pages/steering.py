@@ -48,7 +48,13 @@ except VoxSAEError as exc:
     st.stop()
 
 default_latent = dashboard.default_latent(ws, model, task)
-if ss.get("steer_latent") is None or not 0 <= int(ss["steer_latent"]) < d_sae:
+if ss.get("steer_latent") is not None and not 0 <= int(ss["steer_latent"]) < d_sae:
+    st.warning(
+        f"{model} has no latent {int(ss['steer_latent'])} (its latents are 0-{d_sae - 1}); "
+        "showing the identified one."
+    )
+    ss["steer_latent"] = None
+if ss.get("steer_latent") is None:
     ss["steer_latent"] = default_latent if default_latent is not None else 0
 common.state_widget(
     c[1].number_input,

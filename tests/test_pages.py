@@ -197,3 +197,16 @@ def test_dashboard_cache_command(ws):
     assert load_index(ws, "topk-L16-K2") is None
     assert main(["dashboard-cache", "--workspace", str(ws.root), "--no-umap"]) == 0
     assert all(load_index(ws, m.name) is not None for m in list_models(ws))
+
+
+def test_links_to_missing_latents_or_models_say_so(ws):
+    at = app("latents", model="topk-L32-K4", latent=999)
+    assert any("has no latent 999" in w.value and "0-31" in w.value for w in at.warning), at.warning
+    assert at.title[0].value == "Latents of topk-L32-K4"  # the list instead
+    at = app("steering", model="topk-L32-K4", steer_latent=999)
+    assert any("has no latent 999" in w.value for w in at.warning)
+    assert 0 <= at.number_input(key="_w_steer_latent").value < 32
+    at = app("labeling", model="topk-L32-K4", latent=-3)
+    assert any("has no latent -3" in w.value for w in at.warning)
+    at = app("overview", model="topk-L99-K9")
+    assert any("has no model 'topk-L99-K9'" in w.value for w in at.sidebar.warning)
