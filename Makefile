@@ -39,6 +39,7 @@ demo: setup
 	$(BIN)/python -m core summary --workspace $(WORKSPACE)
 	@if [ -f core/training.py ]; then $(BIN)/python -m core train --workspace $(WORKSPACE); fi
 	@if [ -f core/analyses.py ]; then $(BIN)/python -m core analyze --workspace $(WORKSPACE); fi
+	@if [ -f core/report.py ]; then $(BIN)/python -m core report --workspace $(WORKSPACE); fi
 	@if [ -f core/dashboard.py ]; then $(BIN)/python -m core dashboard-cache --workspace $(WORKSPACE); fi
 	@if [ -f app.py ]; then \
 	  echo "VoxSAE dashboard: http://$(HOST):$(PORT)  (Ctrl-C stops it)"; \

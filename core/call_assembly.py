@@ -25,7 +25,7 @@ import numpy as np
 
 from core.constants import SAMPLE_RATE, SPLIT_FEATURE, SPLIT_SAE
 
-CORPUS_VERSION = 4
+CORPUS_VERSION = 5
 """Bump when planning or rendering changes what a seed produces (part of the settings fingerprint)."""
 
 STORE_RATE = 8_000

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,12 @@ class Espeak:
         ]  # fmt: skip
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
+        # espeak-ng seeds its noise generator (breathy / rough variants such as f2) from the clock;
+        # a fixed seed per utterance makes the audio a function of (text, voice) alone
+        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
+            self._set_seed.restype = None
         rate = lib.espeak_Initialize(
             AUDIO_OUTPUT_SYNCHRONOUS, 500, str(data_path).encode(), ESPEAK_INITIALIZE_DONT_EXIT
         )
@@ -168,6 +175,8 @@ class Espeak:
             raise InputError("espeak-ng: empty text")
         with self._lock:
             self._set_voice(spec)
+            if self._set_seed is not None:
+                self._set_seed(zlib.crc32(f"{spec}|{text}".encode()))
             self._chunks = []
             data = text.encode("utf-8") + b"\x00"
             buf = ctypes.create_string_buffer(data)

@@ -89,3 +89,28 @@ def test_variant_genders_and_bad_voice():
         synth("hello", VoiceSpec("xx-nowhere", "f3"))
     with pytest.raises(InputError, match="empty"):
         synth("   ", VoiceSpec("en-us"))
+
+
+def test_breathy_voice_is_the_same_in_another_process_a_second_later():
+    # espeak-ng seeds the noise of breathy/rough variants (f2: breath, roughness) from the clock;
+    # the demo corpus must not depend on when it was built
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = (
+        "import hashlib; from core.speech_synth import synth, VoiceSpec; "
+        "a = synth('Gracias por llamar, un agente le atenderá en breve.', VoiceSpec('es', 'f2', 55, 35, 175)); "
+        "print(a.size, hashlib.md5(a.tobytes()).hexdigest())"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    outs = []
+    for _ in range(2):
+        outs.append(
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        time.sleep(1.1)
+    assert outs[0] == outs[1] and int(outs[0].split()[0]) > 16000
