@@ -88,7 +88,7 @@ def build(root: Path, n: int, dim: int, d_sae: int, k: int) -> None:
 
 
 CHILD = r"""
-import json, os, sys, time, resource
+import json, os, sys, time
 t0 = time.perf_counter()
 from streamlit.testing.v1 import AppTest
 os.environ["VOXSAE_START_PAGE"] = "latents"
@@ -116,7 +116,8 @@ t = time.perf_counter(); pr_at.run(); probe_first = time.perf_counter() - t
 assert not pr_at.exception, [e.value for e in pr_at.exception]
 t = time.perf_counter(); pr_at.selectbox(key="_w_probe_segment").select_index(7).run(); probe_next = time.perf_counter() - t
 rss_probe = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024 / 1024
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the bench parent
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024 / 1024
 print(json.dumps({"cold": cold, "warm": warm, "steer_first": steer_first, "steer_rerun": steer_rerun,
                   "rss_gb": rss, "peak_gb": peak, "probe_first": probe_first, "probe_next": probe_next,
                   "rss_probe_gb": rss_probe}))
