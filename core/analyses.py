@@ -34,6 +34,7 @@ import time
 from core import atomic
 from core.constants import ANALYSES_MANIFEST_JSON, DEFAULT_FEATURES
 from core.errors import NotFoundError, VoxSAEError
+from core.model_access import results_suffix
 from core.workspace import Workspace
 
 _VERSION = 1
@@ -63,15 +64,24 @@ def paper_model(models: list[str]) -> str | None:
 
 def _key(ws: Workspace, refs, features, model_workspace) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([_VERSION, ws.fingerprint, features, model_workspace]).encode())
+    # the models' workspace by resolved root: a name, a path or a Workspace give the same key
+    mroot = None if model_workspace is None else str(_open(model_workspace).root.resolve())
+    h.update(json.dumps([_VERSION, ws.fingerprint, features, mroot]).encode())
     for r in refs:
         h.update(f"{r.name}:{r.checksum}".encode())
     return h.hexdigest()[:16]
 
 
-def load_manifest(ws: Workspace | str) -> dict | None:
+def _manifest_path(ws: Workspace, model_workspace=None):
+    suffix = results_suffix(ws, model_workspace)
+    return ws.analyses_dir / (
+        ANALYSES_MANIFEST_JSON.replace(".json", f"{suffix}.json") if suffix else ANALYSES_MANIFEST_JSON
+    )
+
+
+def load_manifest(ws: Workspace | str, model_workspace=None) -> dict | None:
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    path = ws.analyses_dir / ANALYSES_MANIFEST_JSON
+    path = _manifest_path(ws, model_workspace)
     if not path.is_file():
         return None
     try:
@@ -80,8 +90,16 @@ def load_manifest(ws: Workspace | str) -> dict | None:
         return None
 
 
+def _open(ws: Workspace | str) -> Workspace:
+    return ws if isinstance(ws, Workspace) else Workspace.open(ws)
+
+
 def run_analyses(
-    ws: Workspace | str, *, model_workspace: str | None = None, force: bool = False, progress: bool = True
+    ws: Workspace | str,
+    *,
+    model_workspace: Workspace | str | None = None,
+    force: bool = False,
+    progress: bool = True,
 ) -> dict:
     from core.grid import compute_grid
     from core.identification import identify
@@ -98,7 +116,7 @@ def run_analyses(
         )
     features, skipped = default_features(ws)
     key = _key(ws, refs, features, model_workspace)
-    old = load_manifest(ws)
+    old = load_manifest(ws, model_workspace)
     if old and old.get("key") == key and not force:
         old["up_to_date"] = True
         return old
@@ -160,7 +178,7 @@ def run_analyses(
         "key": key,
         "workspace": ws.name,
         "fingerprint": ws.fingerprint,
-        "model_workspace": model_workspace or ws.name,
+        "model_workspace": ws.name if model_workspace is None else _open(model_workspace).name,
         "models": [
             {"name": r.name, "arch": r.arch, "d_sae": r.d_sae, "k": r.k, "checksum": r.checksum} for r in refs
         ],
@@ -170,7 +188,7 @@ def run_analyses(
         "seconds": round(time.time() - t0, 1),
         "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic.write_json(ws.analyses_dir / ANALYSES_MANIFEST_JSON, manifest)
+    atomic.write_json(_manifest_path(ws, model_workspace), manifest)
     manifest["up_to_date"] = False
     return manifest
 

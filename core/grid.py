@@ -14,6 +14,7 @@ import pandas as pd
 from core import atomic
 from core.constants import GRID_SUBDIR
 from core.features import _resolve_values, dataset_key
+from core.model_access import results_suffix
 from core.workspace import Workspace
 
 COLUMNS = [
@@ -66,14 +67,18 @@ def compute_grid(
     if identification is None:
         identification = identify(ws, attribute, positive, negatives, model_workspace=model_workspace)
     df = grid_frame(identification)
-    atomic.write_parquet(_path(ws, identification["key"]), df)
+    mws = identification.get("model_workspace")
+    suffix = f"@{mws}" if mws and mws != identification.get("workspace", ws.name) else ""
+    atomic.write_parquet(_path(ws, identification["key"] + suffix), df)
     return df
 
 
-def load_grid(ws: Workspace | str, attribute: str, positive: str, negatives=None) -> pd.DataFrame | None:
+def load_grid(
+    ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
+) -> pd.DataFrame | None:
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     negs = _resolve_values(ws, attribute, positive, negatives)
-    path = _path(ws, dataset_key(attribute, str(positive), negs))
+    path = _path(ws, dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace))
     return pd.read_parquet(path) if path.is_file() else None
 
 

@@ -27,7 +27,7 @@ from core import atomic
 from core.constants import IDENTIFICATION_SUBDIR
 from core.errors import NotFoundError
 from core.features import FeatureDataset, _resolve_values, dataset_key
-from core.model_access import ModelRef, encode_rows, list_model_refs
+from core.model_access import ModelRef, encode_rows, list_model_refs, results_suffix
 from core.workspace import Workspace
 
 TOP_N = 5
@@ -107,8 +107,7 @@ def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=Non
 
 
 def _result_path(ws: Workspace, key: str, model_workspace: Workspace | None) -> Path:
-    suffix = "" if model_workspace is None or model_workspace.root == ws.root else f"@{model_workspace.name}"
-    return ws.analyses_dir / IDENTIFICATION_SUBDIR / f"{key}{suffix}.json"
+    return ws.analyses_dir / IDENTIFICATION_SUBDIR / f"{key}{results_suffix(ws, model_workspace)}.json"
 
 
 def _split_hash(ds: FeatureDataset) -> str:

@@ -42,6 +42,15 @@ def _ws(ws: Workspace | str) -> Workspace:
     return ws if isinstance(ws, Workspace) else Workspace.open(ws)
 
 
+def results_suffix(ws: Workspace, model_workspace: Workspace | str | None) -> str:
+    """'' for results of `ws`'s own SAEs, '@NAME' for those of another workspace's SAEs, so that
+    `--model-workspace` results sit beside the workspace's own and never overwrite them."""
+    if model_workspace is None:
+        return ""
+    mws = _ws(model_workspace)
+    return "" if mws.root == ws.root else f"@{mws.name}"
+
+
 def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
     """Models of `model_ws` may analyse `ws` only when embedder and dim match."""
     if model_ws.root == ws.root:

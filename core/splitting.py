@@ -25,7 +25,7 @@ import pandas as pd
 from core import atomic
 from core.constants import SPLITTING_SUBDIR
 from core.features import FeatureDataset, _resolve_values, dataset_key
-from core.model_access import decoder_affine, encode_rows, list_model_refs
+from core.model_access import decoder_affine, encode_rows, list_model_refs, results_suffix
 from core.workspace import Workspace
 
 MIN_COVER = 0.15  # a child fires on at least this share of the parent's samples
@@ -207,14 +207,18 @@ def compute_splitting(
         "tracks": tracks,
         "splits": splits,
     }
-    atomic.write_json(ws.analyses_dir / SPLITTING_SUBDIR / f"{ds.key}.json", out)
+    suffix = results_suffix(ws, model_workspace)
+    atomic.write_json(ws.analyses_dir / SPLITTING_SUBDIR / f"{ds.key}{suffix}.json", out)
     return out
 
 
-def load_splitting(ws: Workspace | str, attribute: str, positive: str, negatives=None) -> dict | None:
+def load_splitting(
+    ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
+) -> dict | None:
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     negs = _resolve_values(ws, attribute, positive, negatives)
-    path = ws.analyses_dir / SPLITTING_SUBDIR / f"{dataset_key(attribute, str(positive), negs)}.json"
+    key = dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace)
+    path = ws.analyses_dir / SPLITTING_SUBDIR / f"{key}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 

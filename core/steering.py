@@ -31,7 +31,7 @@ from core import atomic
 from core.constants import STEERING_SUBDIR
 from core.errors import InputError
 from core.features import FeatureDataset, _resolve_values, dataset_key
-from core.model_access import ModelRef, check_latent, decoder_affine, encode_rows, find_model
+from core.model_access import ModelRef, check_latent, decoder_affine, encode_rows, find_model, results_suffix
 from core.workspace import Workspace
 
 DEFAULT_VALUE = 1.0  # the paper's a_phi
@@ -297,7 +297,8 @@ def run_steering(
         distributions=res.distributions(),
     )
     if save:
-        atomic.write_json(_steering_path(ws, ds.key, ref.name, latent, value), out)
+        key = ds.key + results_suffix(ws, model_workspace)
+        atomic.write_json(_steering_path(ws, key, ref.name, latent, value), out)
     out["_result"] = res
     return out
 
@@ -322,12 +323,13 @@ def load_steering(
     latent: int | None = None,
     value: float = DEFAULT_VALUE,
     negatives=None,
+    model_workspace=None,
 ) -> dict | None:
     """Stored steering result (summary + 'distributions'), or None. With latent None: the first
     stored for that model and value."""
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     negs = _resolve_values(ws, attribute, positive, negatives)
-    key = dataset_key(attribute, str(positive), negs)
+    key = dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace)
     if latent is not None:
         path = _steering_path(ws, key, model, latent, value)
         return json.loads(path.read_text()) if path.is_file() else None

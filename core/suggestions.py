@@ -16,7 +16,7 @@ import pandas as pd
 
 from core import atomic
 from core.constants import SEGMENT_BASE_COLUMNS, SPLIT_FEATURE, SUGGESTIONS_SUBDIR
-from core.model_access import encode_rows, find_model
+from core.model_access import encode_rows, find_model, results_suffix
 from core.workspace import Workspace
 
 MAX_VALUES = 50  # attributes with more distinct values (speaker ids, ...) are not suggested
@@ -112,13 +112,14 @@ def compute_suggestions(
     if top is not None:
         df = df[df["rank"] <= top].reset_index(drop=True)
     df.insert(0, "model", ref.name)
-    atomic.write_parquet(ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{ref.name}.parquet", df)
+    suffix = results_suffix(ws, model_workspace)
+    atomic.write_parquet(ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{ref.name}{suffix}.parquet", df)
     return df
 
 
-def load_suggestions(ws: Workspace | str, model: str) -> pd.DataFrame | None:
+def load_suggestions(ws: Workspace | str, model: str, model_workspace=None) -> pd.DataFrame | None:
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    path = ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{model}.parquet"
+    path = ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{model}{results_suffix(ws, model_workspace)}.parquet"
     return pd.read_parquet(path) if path.is_file() else None
 
 

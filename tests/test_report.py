@@ -71,3 +71,35 @@ def test_analyze_reruns_when_a_model_changes(tmp_path, capsys):
     train_models(ws, shapes=((6, 2),), steps=80)  # retrained: new weights, same name
     again = run_analyses(ws, progress=False)
     assert not again["up_to_date"] and again["key"] != first["key"]
+
+
+def test_model_workspace_results_sit_beside_the_own_ones(tmp_path):
+    """`analyze --model-workspace B` on A keeps A's own results and writes B's with an @B suffix."""
+    from _analysis_synth import build_workspace, train_models
+
+    from core.grid import load_grid
+    from core.splitting import load_splitting
+    from core.steering import load_steering
+    from core.suggestions import load_suggestions
+
+    a = build_workspace(str(tmp_path / "a"), seed=1)
+    b = build_workspace(str(tmp_path / "b"), seed=2)
+    train_models(a, shapes=((6, 2),), steps=150)
+    train_models(b, shapes=((6, 2), (16, 2)), steps=150)
+    run_analyses(a, progress=False)
+    own = {p.relative_to(a.analyses_dir): p.read_bytes() for p in a.analyses_dir.rglob("*") if p.is_file()}
+    assert cli_main(["analyze", "--workspace", str(a.root), "--model-workspace", str(b.root)]) == 0
+    for rel, data in own.items():  # nothing of A's own analyses was touched
+        assert (a.analyses_dir / rel).read_bytes() == data, rel
+    assert list(load_grid(a, "language", "es")["model"]) == ["topk-L6-K2"]
+    assert list(load_grid(a, "language", "es", model_workspace=b)["model"]) == ["topk-L6-K2", "topk-L16-K2"]
+    assert {t["model"] for t in load_splitting(a, "language", "es", model_workspace=b)["tracks"]} == {
+        "topk-L6-K2",
+        "topk-L16-K2",
+    }
+    assert load_steering(a, "language", "es", "topk-L16-K2") is None
+    assert load_steering(a, "language", "es", "topk-L16-K2", model_workspace=b) is not None
+    assert load_suggestions(a, "topk-L16-K2", model_workspace=b) is not None
+    assert load_manifest(a, b)["model_workspace"] == "b" and load_manifest(a)["model_workspace"] == "a"
+    assert run_analyses(a, model_workspace=b, progress=False)["up_to_date"]
+    assert run_analyses(a, progress=False)["up_to_date"]  # A's own cache still valid
