@@ -315,10 +315,12 @@ def ingest(
             _save_cache(cache_path, res)
         pending.clear()
 
+    used_keys: set[str] = set()
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
     for rel in bar:
         path = root / rel
         key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+        used_keys.add(key)
         cache_path = cache_dir / f"{key}.npz"
         hit = _load_cache(cache_path, rel) if cache_path.is_file() else None
         if hit is not None:
@@ -358,6 +360,11 @@ def ingest(
     ws = Workspace.create(
         ws_root, segments, embeddings, embedder=embedder, sample_rate=SAMPLE_RATE, provenance=provenance
     )
+    # the cache holds what the workspace was last built from: entries of deleted or changed files,
+    # or of other settings, would otherwise pile up with every re-ingest
+    for stale in cache_dir.glob("*.npz"):
+        if stale.stem not in used_keys:
+            stale.unlink(missing_ok=True)
     return IngestResult(
         workspace=ws,
         files=len(files),

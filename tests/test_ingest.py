@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 
 from core.cli import main as cli_main
+from core.constants import CACHE_DIR
 from core.errors import InputError
-from core.ingest import ingest
+from core.ingest import INGEST_CACHE, ingest
 from core.segmentation import SegmentationConfig
 from core.synthetic_voice import Speaker, utterance
 from core.workspace import Workspace
@@ -94,6 +95,8 @@ def test_cache_reuse_and_changed_file(corpus):
     assert not np.allclose(np.asarray(tele.workspace.embeddings), e3)
     other = run(root, "c", segmentation=SegmentationConfig(min_s=3.0, max_s=6.0))
     assert other.computed == 6 and len(other.workspace) == 5  # 10 s region -> 2 x 5 s; 6 s -> 1; 3 s file
+    # the cache keeps only what the last build used: one entry per file
+    assert len(list((other.workspace.root / CACHE_DIR / INGEST_CACHE).glob("*.npz"))) == 6
 
 
 @pytest.mark.parametrize(
