@@ -132,7 +132,7 @@ def run_analyses(
         try:
             log(f"[analyze] {attr}: {pos} vs {neg}: identification over {len(refs)} models")
             ident = identify(ws, attr, pos, [neg], model_workspace=model_workspace, progress=progress)
-            compute_grid(ws, attr, pos, [neg], identification=ident)
+            compute_grid(ws, attr, pos, [neg], identification=ident, model_workspace=model_workspace)
             log(f"[analyze] {attr}: feature splitting")
             compute_splitting(ws, attr, pos, [neg], identification=ident, model_workspace=model_workspace)
             log(f"[analyze] {attr}: steering the identified latent of every model")

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from core import atomic
-from core.constants import SAE_CFG_JSON, SAE_METRICS_JSON, SAE_WEIGHTS_SAFETENSORS, SEGMENT_BASE_COLUMNS
+from core.constants import SAE_WEIGHTS_SAFETENSORS, SEGMENT_BASE_COLUMNS
 from core.errors import InputError, NotFoundError
+from core.model_catalog import ModelInfo, get_model, list_models
 
 BROWSE_CACHE = "browse"
 CHUNK_ROWS = 65_536
@@ -33,58 +34,6 @@ MAX_ASSOCIATION_VALUES = 64
 SKIP_ASSOCIATION = ("split", "speaker")
 BREAKDOWN_TOP_VALUES = 6
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-# -- models (read from the on-disk contract; no torch) -----------------------------------------
-@dataclass(frozen=True)
-class ModelSummary:
-    name: str
-    path: Path
-    arch: str
-    d_sae: int
-    k: int | None
-    metrics: dict
-
-
-def list_models(ws) -> list[ModelSummary]:
-    """Models of the workspace (folders with cfg.json + weights), sorted by (arch, d_sae, k)."""
-    out = []
-    if not ws.models_dir.is_dir():
-        return out
-    for d in sorted(ws.models_dir.iterdir()):
-        cfg_path = d / SAE_CFG_JSON
-        if not (d.is_dir() and cfg_path.is_file() and (d / SAE_WEIGHTS_SAFETENSORS).is_file()):
-            continue
-        try:
-            cfg = json.loads(cfg_path.read_text())
-            metrics = (
-                json.loads((d / SAE_METRICS_JSON).read_text()) if (d / SAE_METRICS_JSON).is_file() else {}
-            )
-        except ValueError:
-            continue
-        k = cfg.get("k")
-        out.append(
-            ModelSummary(
-                name=d.name,
-                path=d,
-                arch=str(cfg.get("architecture", "?")),
-                d_sae=int(cfg.get("d_sae", 0)),
-                k=None if k is None else int(k),
-                metrics=metrics if isinstance(metrics, dict) else {},
-            )
-        )
-    out.sort(key=lambda m: (m.arch, m.d_sae, m.k if m.k is not None else -1, m.name))
-    return out
-
-
-def get_model(ws, name: str) -> ModelSummary:
-    models = list_models(ws)
-    for m in models:
-        if m.name == name:
-            return m
-    raise NotFoundError(
-        f"workspace {ws.name}: no model {name!r} (models: {', '.join(m.name for m in models) or 'none'})"
-    )
 
 
 def models_table(ws) -> pd.DataFrame:
@@ -117,7 +66,7 @@ def _num(v):
         return None
 
 
-def _model_stamp(model: ModelSummary) -> str:
+def _model_stamp(model: ModelInfo) -> str:
     w = model.path / SAE_WEIGHTS_SAFETENSORS
     st = w.stat()
     return f"{int(st.st_mtime_ns) % 10**12:x}{st.st_size:x}"
@@ -164,7 +113,7 @@ class LatentIndex:
         return out
 
 
-def index_dir(ws, model: ModelSummary) -> Path:
+def index_dir(ws, model: ModelInfo) -> Path:
     return ws.cache_dir / BROWSE_CACHE / f"{model.name}-{ws.fingerprint}-{_model_stamp(model)}"
 
 

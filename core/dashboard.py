@@ -356,8 +356,9 @@ def main(args) -> int:
     """Build every model's latent index and the UMAP map (each only when missing)."""
     from tqdm import tqdm
 
-    from core.browse import ensure_index, list_models
+    from core.browse import ensure_index
     from core.constants import DEFAULT_WORKSPACE
+    from core.model_catalog import list_models
     from core.projection import load_projection, projection_path
     from core.workspace import Workspace
 

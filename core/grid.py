@@ -67,9 +67,7 @@ def compute_grid(
     if identification is None:
         identification = identify(ws, attribute, positive, negatives, model_workspace=model_workspace)
     df = grid_frame(identification)
-    mws = identification.get("model_workspace")
-    suffix = f"@{mws}" if mws and mws != identification.get("workspace", ws.name) else ""
-    atomic.write_parquet(_path(ws, identification["key"] + suffix), df)
+    atomic.write_parquet(_path(ws, identification["key"] + results_suffix(ws, model_workspace)), df)
     return df
 
 

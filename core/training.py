@@ -38,8 +38,9 @@ from safetensors.torch import save as st_save
 from core import atomic
 from core.constants import DEFAULT_WORKSPACE, SPLIT_SAE, TRAINING_DIR, TRAINING_STATE
 from core.errors import InputError, NotFoundError, VoxSAEError
+from core.model_catalog import ModelInfo, list_models, read_cfg, read_metrics  # noqa: F401 - re-exported
 from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
-from core.sae.checkpoint import load_sae, read_cfg, read_metrics, save_sae
+from core.sae.checkpoint import load_sae, save_sae
 from core.sae.stack import SAEStack
 from core.workspace import Workspace
 
@@ -88,17 +89,6 @@ class TrainConfig:
         return d
 
 
-class ModelInfo(NamedTuple):
-    name: str
-    path: Path
-    arch: str
-    d_sae: int
-    k: int | None
-    metrics: dict
-    d_in: int = 0
-    fingerprint: str = ""
-
-
 class TrainResult(NamedTuple):
     trained: list[str]
     cached: list[str]
@@ -121,34 +111,6 @@ class _Spec:
 def model_name(arch: str, d_sae: int, k: int | None = None) -> str:
     """'topk-L200-K20'; 'relu-L200' (relu has no K)."""
     return f"{arch}-L{int(d_sae)}" if arch == "relu" or k is None else f"{arch}-L{int(d_sae)}-K{int(k)}"
-
-
-def list_models(ws: Workspace) -> list[ModelInfo]:
-    """The workspace's trained models (folders with a valid cfg.json), sorted by (arch, d_sae, k)."""
-    out = []
-    if not ws.models_dir.is_dir():
-        return out
-    for path in ws.models_dir.iterdir():
-        if not path.is_dir() or path.name.startswith("."):
-            continue
-        try:
-            cfg = read_cfg(path)
-            c = cfg["voxsae"]["config"]
-            out.append(
-                ModelInfo(
-                    name=path.name,
-                    path=path,
-                    arch=c["architecture"],
-                    d_sae=int(c["d_sae"]),
-                    k=c.get("k"),
-                    metrics=read_metrics(path),
-                    d_in=int(c["d_in"]),
-                    fingerprint=str(cfg["voxsae"].get("fingerprint", "")),
-                )
-            )
-        except (VoxSAEError, KeyError, TypeError, ValueError):
-            continue
-    return sorted(out, key=lambda m: (m.arch, m.d_sae, m.k or 0, m.name))
 
 
 def open_model(ws: Workspace, name: str, device: str = "cpu") -> SAE:

@@ -161,7 +161,7 @@ def _models_stamp(ws) -> float:
 
 @st.cache_data(ttl=10, show_spinner=False)
 def _model_summaries(root: str, stamp: float) -> list:
-    from core.browse import list_models
+    from core.model_catalog import list_models
     from core.workspace import Workspace
 
     return list_models(Workspace(Path(root)))
@@ -190,7 +190,8 @@ def open_ws_by_root(root: str):
 
 def latent_index(ws, model: str):
     """The stored activation index of `model` (None when not built yet)."""
-    from core.browse import get_model, index_dir
+    from core.browse import index_dir
+    from core.model_catalog import get_model
 
     m = get_model(ws, model)
     stamp = index_dir(ws, m)

@@ -8,9 +8,9 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from core.browse import get_model
 from core.errors import VoxSAEError
 from core.labels import LabelConflict
+from core.model_catalog import get_model
 from pages import common
 
 ws = common.current_ws()
@@ -160,7 +160,7 @@ c[1].download_button(
 )
 upload = st.file_uploader("Import labels (CSV or JSON)", type=["csv", "json"], key="label_import")
 if upload is not None and st.button("Import", key="do_import"):
-    from core.browse import list_models
+    from core.model_catalog import list_models
 
     known = {m.name: m.d_sae for m in list_models(ws)}
     fmt = "json" if upload.name.lower().endswith(".json") else "csv"

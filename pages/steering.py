@@ -10,8 +10,8 @@ import numpy as np
 import streamlit as st
 
 from core import dashboard
-from core.browse import get_model
 from core.errors import VoxSAEError
+from core.model_catalog import get_model
 from pages import common
 
 ws = common.current_ws()

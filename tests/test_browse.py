@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
-from safetensors.numpy import save_file
+import torch
 
 from core import browse, dashboard
 from core.errors import NotFoundError
 from core.projection import load_projection, save_projection
+from core.sae import SAEConfig, create_sae
+from core.sae.checkpoint import save_sae
 from core.workspace import Workspace
 
 N, D_IN, D_SAE = 300, 8, 12
@@ -40,13 +40,13 @@ def setup(tmp_path_factory):
     z = np.where(rng.random((N, D_SAE)) < 0.2, rng.random((N, D_SAE)), 0).astype(np.float32)
     z[:, 0] = np.where(lang == "es", 1.0 + rng.random(N), 0)  # latent 0 = Spanish, exactly
     z[:, 5] = 0  # dead
-    mdir = ws.models_dir / "topk-L12-K3"
-    mdir.mkdir(parents=True)
-    (mdir / "cfg.json").write_text(json.dumps({"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": 3}))
-    (mdir / "metrics.json").write_text(json.dumps({"nmse": 0.1, "l0": 3, "dead_fraction": 1 / 12}))
     w_dec = rng.standard_normal((D_SAE, D_IN)).astype(np.float32)
     w_dec[7] = 3 * w_dec[2] + 0.01 * rng.standard_normal(D_IN)  # 7 is 2's nearest
-    save_file({"W_dec": w_dec, "W_enc": w_dec.T.copy()}, str(mdir / "sae_weights.safetensors"))
+    sae = create_sae(SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=3))
+    with torch.no_grad():  # raw weights (not unit-norm): the page must normalise decoder rows itself
+        sae.W_dec.copy_(torch.from_numpy(w_dec))
+        sae.W_enc.copy_(torch.from_numpy(w_dec.T.copy()))
+    save_sae(sae, ws.models_dir / "topk-L12-K3", metrics={"nmse": 0.1, "l0": 3, "dead_fraction": 1 / 12})
     idx = browse.build_index(ws, "topk-L12-K3", chunk_rows=64, latents_fn=lambda ws, m, rows: z[rows])
     return ws, z, w_dec, idx
 

@@ -144,6 +144,23 @@ def _settle(page) -> None:
     page.wait_for_timeout(300)
 
 
+def _move_steering_slider(page, key: str, presses: int) -> tuple[str, str]:
+    """Press `key` on the steering slider; (means table before, after), waiting until it changed."""
+    table = page.locator("[data-testid='stTable']").first
+    before = table.inner_text()
+    page.get_by_role("slider").first.focus()
+    for _ in range(presses):
+        page.keyboard.press(key)
+    _settle(page)
+    page.wait_for_function(
+        "(b) => { const t = document.querySelector('[data-testid=\"stTable\"]'); return t && t.innerText !== b; }",
+        arg=before,
+        timeout=30_000,
+    )
+    _settle(page)
+    return before, table.inner_text()
+
+
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -191,20 +208,7 @@ def test_dashboard_in_chromium(server, browser):
 
     # steering: move the slider, the means table changes
     _open(page, server, "steering", "Means (Tables III-IV)")
-    table = page.locator("[data-testid='stTable']").first
-    before = table.inner_text()
-    slider = page.get_by_role("slider").first
-    slider.focus()
-    for _ in range(10):
-        page.keyboard.press("ArrowRight")
-    _settle(page)
-    page.wait_for_function(
-        "(b) => { const t = document.querySelector('[data-testid=\"stTable\"]'); return t && t.innerText !== b; }",
-        arg=before,
-        timeout=30_000,
-    )
-    _settle(page)
-    after = table.inner_text()
+    before, after = _move_steering_slider(page, "ArrowRight", 10)
     assert after != before
     assert re.search(r"1\.5", page.url), page.url  # steer_value follows the slider into the URL
     _shot(page, "6-steering")
@@ -289,18 +293,8 @@ def test_default_workspace_in_chromium(default_server, browser):
     _shot(page, "default-3-latent-page")
 
     _open(page, server, "steering?model=topk-L64-K8", "Means (Tables III-IV)")
-    table = page.locator("[data-testid='stTable']").first
-    before = table.inner_text()
-    slider = page.get_by_role("slider").first
-    slider.focus()
-    for _ in range(6):
-        page.keyboard.press("ArrowLeft")
-    _settle(page)
-    page.wait_for_function(
-        "(b) => { const t = document.querySelector('[data-testid=\"stTable\"]'); return t && t.innerText !== b; }",
-        arg=before,
-        timeout=30_000,
-    )
+    before, after = _move_steering_slider(page, "ArrowLeft", 6)
+    assert after != before
     _shot(page, "default-4-steering")
     page.close()
 

@@ -13,7 +13,6 @@ crash leaves the old model, the new one, or none - never a mix. Nothing here eve
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,11 +25,10 @@ from safetensors.torch import save as st_save
 
 from core import atomic
 from core.constants import SAE_CFG_JSON, SAE_METRICS_JSON, SAE_WEIGHTS_SAFETENSORS
-from core.errors import InputError, NotFoundError
+from core.errors import InputError
+from core.model_catalog import FORMAT, FORMAT_VERSION, read_cfg, read_metrics  # noqa: F401 - re-exported
 from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae
 
-FORMAT = "voxsae-sae"
-FORMAT_VERSION = 1
 SAELENS_FORMAT_VERSION = "6.0.0"  # cfg.json follows SAELens >= 6 (no pre-6 key renaming)
 
 
@@ -128,24 +126,6 @@ def _swap_dir(new: Path, target: Path) -> None:
         os.close(fd)
 
 
-def read_cfg(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """cfg.json of a VoxSAE model folder, checked to be ours."""
-    model_dir = Path(model_dir)
-    path = model_dir / SAE_CFG_JSON
-    if not path.is_file():
-        raise NotFoundError(f"{model_dir}: no SAE here (no {SAE_CFG_JSON})")
-    try:
-        cfg = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: corrupt SAE config (not JSON: {exc})") from None
-    ours = cfg.get("voxsae") if isinstance(cfg, dict) else None
-    if not isinstance(ours, dict) or ours.get("format") != FORMAT:
-        raise InputError(f"{path}: not a VoxSAE SAE checkpoint (no 'voxsae' section)")
-    if ours.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: unsupported checkpoint format version {ours.get('format_version')!r}")
-    return cfg
-
-
 def load_sae(model_dir: str | os.PathLike, device: str = "cpu") -> SAE:
     """Load a model folder written by save_sae; anything else raises InputError (never unpickles)."""
     model_dir = Path(model_dir)
@@ -192,14 +172,3 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return out
     except Exception as exc:  # safetensors raises several types for foreign/corrupt files
         raise InputError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-
-
-def read_metrics(model_dir: str | os.PathLike) -> dict:
-    path = Path(model_dir) / SAE_METRICS_JSON
-    if not path.is_file():
-        return {}
-    try:
-        out = json.loads(path.read_text())
-    except ValueError as exc:
-        raise InputError(f"{path}: corrupt metrics ({exc})") from None
-    return out if isinstance(out, dict) else {}
