@@ -37,10 +37,10 @@ apt:
 demo: setup
 	$(BIN)/python -m core demo-corpus --workspace $(WORKSPACE)
 	$(BIN)/python -m core summary --workspace $(WORKSPACE)
-	@if [ -f core/training.py ]; then $(BIN)/python -m core train --workspace $(WORKSPACE); fi
-	@if [ -f core/analyses.py ]; then $(BIN)/python -m core analyze --workspace $(WORKSPACE); fi
-	@if [ -f core/report.py ]; then $(BIN)/python -m core report --workspace $(WORKSPACE); fi
-	@if [ -f core/dashboard.py ]; then $(BIN)/python -m core dashboard-cache --workspace $(WORKSPACE); fi
+	$(BIN)/python -m core train --workspace $(WORKSPACE)
+	$(BIN)/python -m core analyze --workspace $(WORKSPACE)
+	$(BIN)/python -m core report --workspace $(WORKSPACE)
+	$(BIN)/python -m core dashboard-cache --workspace $(WORKSPACE)
 	@if [ -f app.py ]; then \
 	  echo "VoxSAE dashboard: http://$(HOST):$(PORT)  (Ctrl-C stops it)"; \
 	  VOXSAE_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT); \

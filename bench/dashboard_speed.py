@@ -7,7 +7,7 @@ The workspace (bench/out/, git-ignored) is built once and reused: segments with 
 language / gender / class / split metadata (a small labelled `feature` split of ~2000 rows, as in
 the paper's Tables I-II, the rest trains SAEs), structured random embeddings, one TopK SAE saved
 with core.sae (random initialisation: speed does not depend on training), and the cached
-artifacts the dashboard reads: core.activations' codes, core.browse's activation index, a stored
+artifacts the dashboard reads: core.sae.activations' codes, core.dashboard.browse's activation index, a stored
 2-D map (random coordinates for the subsample: UMAP's own fit is a one-off, not a page cost).
 
 Targets (issue 5): cold start <= 5 s with cached artifacts, latent page warm <= 200 ms, steering
@@ -37,11 +37,11 @@ MODEL = "topk-bench"
 def build(root: Path, n: int, dim: int, d_sae: int, k: int) -> None:
     import pandas as pd
 
-    from core.browse import build_index
-    from core.projection import sample_rows, save_projection
+    from core.dashboard.browse import build_index
+    from core.dashboard.projection import sample_rows, save_projection
     from core.sae import SAEConfig, create_sae
     from core.sae.checkpoint import save_sae
-    from core.workspace import Workspace
+    from core.workspace.workspace import Workspace
 
     os.environ["VOXSAE_DATA"] = str(root.parent)
     t0 = time.perf_counter()
@@ -196,8 +196,8 @@ def main() -> int:
     root = Path(args.out) / name
     os.environ["VOXSAE_DATA"] = str(root.parent)
     os.environ["VOXSAE_WORKSPACE"] = name
-    from core.browse import decoder_directions, latent_page, load_index
-    from core.workspace import Workspace
+    from core.dashboard.browse import decoder_directions, latent_page, load_index
+    from core.workspace.workspace import Workspace
 
     print(f"== dashboard speed: {args.segments:,} segments x {args.dim}, SAE {args.d_sae} latents K={args.k}")
     if not (root / "workspace.json").is_file() or load_index(Workspace.open(root), MODEL) is None:
@@ -235,7 +235,7 @@ def main() -> int:
         t = time.perf_counter()
         latent_page(ws, idx, int(j), decoder=dec)
         page_ms.append(1000 * (time.perf_counter() - t))
-    from core.activations import sparse_codes
+    from core.sae.activations import sparse_codes
 
     codes, vals = sparse_codes(ws, MODEL)
     naive_ms = []
@@ -251,7 +251,7 @@ def main() -> int:
     del codes, vals
 
     # 3. steering update (the fragment's server-side work), vs decoding every steered sample
-    from core import dashboard
+    from core.dashboard import views as dashboard
 
     task = dashboard.Task("language", "es", ("en",))
     t = time.perf_counter()

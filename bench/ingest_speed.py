@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from core.constants import SAMPLE_RATE  # noqa: E402
-from core.synthetic_voice import speaker_from_index, utterance  # noqa: E402
+from core.democorpus.synthetic_voice import speaker_from_index, utterance  # noqa: E402
 
 
 def synthetic_calls(total_s: float, seed: int = 0) -> list[np.ndarray]:
@@ -67,10 +67,10 @@ def main() -> int:
 
     import torch
 
-    from core.audio import cut, save_wav
+    from core.audio.read import cut, save_wav
+    from core.audio.segmentation import SegmentationConfig, segment_audio
     from core.embedders import MIN_POOL_AUDIO_S, embed_segments, get_embedder, shutdown_pool
-    from core.ingest import ingest
-    from core.segmentation import SegmentationConfig, segment_audio
+    from core.workspace.ingest import ingest
 
     calls = synthetic_calls(args.seconds)
     audio_s = sum(len(c) for c in calls) / SAMPLE_RATE

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.activations import encode_array  # noqa: E402
+from core.analysis.steering import SteeringSession, steer_naive  # noqa: E402
 from core.sae import SAEConfig, create_sae  # noqa: E402
-from core.steering import SteeringSession, steer_naive  # noqa: E402
+from core.sae.activations import encode_array  # noqa: E402
 
 N_TEST, N_TRAIN, D_IN, D_SAE, K = 800, 1171, 256, 200, 20
 TARGET_MS = 50.0

@@ -15,22 +15,31 @@ from core.errors import VoxSAEError
 
 # command -> (module, one-line help), in the order data flows
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo-corpus": ("core.demo_corpus", "synthesise and embed the embedded default workspace (data/demo)"),
-    "ingest": ("core.ingest", "segment and embed a folder of audio into a workspace"),
+    "demo-corpus": (
+        "core.democorpus.build",
+        "synthesise and embed the embedded default workspace (data/demo)",
+    ),
+    "ingest": ("core.workspace.ingest", "segment and embed a folder of audio into a workspace"),
     "import-embeddings": (
-        "core.import_embeddings",
+        "core.workspace.import_embeddings",
         "make a workspace from an embeddings file + metadata CSV",
     ),
-    "summary": ("core.summary", "print a workspace's corpus summary and linear-probe accuracies"),
-    "train": ("core.training", "train the grid of SAEs (arch x latents x K) on a workspace"),
-    "identify": ("core.identification", "find the latent that detects an attribute value, per model"),
-    "steer": ("core.steering", "switch a latent on/off and measure delta_s (paper Eqs. 1-3)"),
-    "analyze": ("core.analyses", "run the default analyses (identify, grid, splits, steering, suggestions)"),
+    "summary": ("core.workspace.summary", "print a workspace's corpus summary and linear-probe accuracies"),
+    "train": ("core.training.trainer", "train the grid of SAEs (arch x latents x K) on a workspace"),
+    "identify": (
+        "core.analysis.identification",
+        "find the latent that detects an attribute value, per model",
+    ),
+    "steer": ("core.analysis.steering", "switch a latent on/off and measure delta_s (paper Eqs. 1-3)"),
+    "analyze": (
+        "core.analysis.analyze",
+        "run the default analyses (identify, grid, splits, steering, suggestions)",
+    ),
     "dashboard-cache": (
-        "core.dashboard",
+        "core.dashboard.views",
         "precompute what the dashboard reads (latent index of every model, UMAP map)",
     ),
-    "report": ("core.report", "write the HTML report (and its JSON) for a workspace"),
+    "report": ("core.analysis.report", "write the HTML report (and its JSON) for a workspace"),
 }
 
 

@@ -124,7 +124,7 @@ def default_model(models: list[str]) -> str | None:
     """The paper's cell (topk-L200-K20) when the workspace has it, else the last listed."""
     if not models:
         return None
-    from core.analyses import paper_model
+    from core.analysis.analyze import paper_model
 
     try:
         return paper_model(models) or models[-1]
@@ -133,7 +133,7 @@ def default_model(models: list[str]) -> str | None:
 
 
 def _ws_stamp(name: str) -> float:
-    from core.workspace import resolve_workspace_path
+    from core.workspace.workspace import resolve_workspace_path
 
     p = resolve_workspace_path(name) / WORKSPACE_JSON
     return p.stat().st_mtime if p.is_file() else 0.0
@@ -141,7 +141,7 @@ def _ws_stamp(name: str) -> float:
 
 @st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
 def _open_ws(name: str, stamp: float):
-    from core.workspace import Workspace
+    from core.workspace.workspace import Workspace
 
     ws = Workspace.open(name)
     _ = ws.segments  # load the table once per server
@@ -161,8 +161,8 @@ def _models_stamp(ws) -> float:
 
 @st.cache_data(ttl=10, show_spinner=False)
 def _model_summaries(root: str, stamp: float) -> list:
-    from core.model_catalog import list_models
-    from core.workspace import Workspace
+    from core.sae.catalog import list_models
+    from core.workspace.workspace import Workspace
 
     return list_models(Workspace(Path(root)))
 
@@ -173,14 +173,14 @@ def model_summaries(ws) -> list:
 
 @st.cache_resource(show_spinner="Loading latent index...", max_entries=8)
 def _latent_index(root: str, fingerprint: str, model: str, stamp: float):
-    from core.browse import load_index
+    from core.dashboard.browse import load_index
 
     ws = open_ws_by_root(root)
     return load_index(ws, model)
 
 
 def open_ws_by_root(root: str):
-    from core.workspace import Workspace
+    from core.workspace.workspace import Workspace
 
     name = Path(root).name
     if Path(root).parent == data_root():
@@ -190,8 +190,8 @@ def open_ws_by_root(root: str):
 
 def latent_index(ws, model: str):
     """The stored activation index of `model` (None when not built yet)."""
-    from core.browse import index_dir
-    from core.model_catalog import get_model
+    from core.dashboard.browse import index_dir
+    from core.sae.catalog import get_model
 
     m = get_model(ws, model)
     stamp = index_dir(ws, m)
@@ -209,7 +209,7 @@ def ensure_latent_index(ws, model: str):
         "(`python -m core analyze` builds it; it is computed once and stored)."
     )
     if st.button("Build it now", key=f"build_index_{model}", type="primary"):
-        from core.browse import build_index
+        from core.dashboard.browse import build_index
 
         bar = st.progress(0.0, text="encoding segments")
         try:
@@ -223,8 +223,8 @@ def ensure_latent_index(ws, model: str):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def label_store(root: str):
-    from core.labels import LabelStore
-    from core.workspace import Workspace
+    from core.labels.store import LabelStore
+    from core.workspace.workspace import Workspace
 
     return LabelStore.for_workspace(Workspace(Path(root)))
 
@@ -235,7 +235,7 @@ def labels_for(ws, model: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _segment_wav(root: str, fingerprint: str, segment_id: str) -> bytes:
-    from core.playback import segment_wav
+    from core.dashboard.playback import segment_wav
 
     return segment_wav(open_ws_by_root(root), segment_id)
 

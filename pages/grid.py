@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import dashboard
-from core.grid import best_cell, grid_table, main_arch
+from core.analysis.grid import best_cell, grid_table, main_arch
+from core.dashboard import views as dashboard
 from pages import common
 
 ws = common.current_ws()

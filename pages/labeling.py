@@ -1,5 +1,5 @@
 """Labeling: name, description, tags and confidence for any latent (SQLite, WAL, with history),
-label suggestions from core.suggestions beside the form, CSV/JSON export and import."""
+label suggestions from core.analysis.suggestions beside the form, CSV/JSON export and import."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import VoxSAEError
-from core.labels import LabelConflict
-from core.model_catalog import get_model
+from core.labels.store import LabelConflict
+from core.sae.catalog import get_model
 from pages import common
 
 ws = common.current_ws()
@@ -42,7 +42,7 @@ if version_key not in ss:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _suggestions(root: str, fingerprint: str, model: str):
-    from core.suggestions import load_suggestions
+    from core.analysis.suggestions import load_suggestions
 
     return load_suggestions(common.open_ws_by_root(root), model)
 
@@ -108,7 +108,7 @@ with side:
     if sugg is None:
         st.caption("No suggestions computed for this model (`python -m core analyze`).")
     else:
-        from core.suggestions import latent_suggestions, suggestion_text
+        from core.analysis.suggestions import latent_suggestions, suggestion_text
 
         rows = latent_suggestions(sugg, latent)
         rows = rows[rows["f1"] > 0]
@@ -160,7 +160,7 @@ c[1].download_button(
 )
 upload = st.file_uploader("Import labels (CSV or JSON)", type=["csv", "json"], key="label_import")
 if upload is not None and st.button("Import", key="do_import"):
-    from core.model_catalog import list_models
+    from core.sae.catalog import list_models
 
     known = {m.name: m.d_sae for m in list_models(ws)}
     fmt = "json" if upload.name.lower().endswith(".json") else "csv"

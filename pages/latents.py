@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import browse
+from core.dashboard import browse
+from core.dashboard.projection import load_projection
 from core.errors import VoxSAEError
-from core.projection import load_projection
 from pages import common
 
 ws = common.current_ws()
@@ -242,7 +242,7 @@ def latent_view(latent: int) -> None:
         if proj is None:
             st.caption("The map is not computed yet (`python -m core dashboard-cache`).")
             if st.button("Compute the map now"):
-                from core.projection import compute_projection
+                from core.dashboard.projection import compute_projection
 
                 bar = st.progress(0.0)
                 compute_projection(ws, progress=lambda f, t: bar.progress(min(1.0, f), text=t))

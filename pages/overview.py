@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.browse import models_table
+from core.dashboard.browse import models_table
 from pages import common
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import dashboard
+from core.dashboard import views as dashboard
 from core.errors import VoxSAEError
 from pages import common
 
@@ -30,7 +30,7 @@ if src == "upload audio":
     if up is None:
         st.stop()
     st.audio(up.getvalue())
-    from core.audio import load_audio
+    from core.audio.read import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("upload" + Path(up.name).suffix.lower())

@@ -7,9 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import dashboard
-from core.errors import VoxSAEError
-from core.splitting import (
+from core.analysis.splitting import (
     default_k,
     first_splits,
     load_splitting,
@@ -17,6 +15,8 @@ from core.splitting import (
     splits_frame,
     splitting_chart,
 )
+from core.dashboard import views as dashboard
+from core.errors import VoxSAEError
 from pages import common
 
 ws = common.current_ws()

@@ -1,7 +1,7 @@
 """Steering (paper III-D, Eqs. 1-3): set a latent to a value, decode, and watch delta_s move.
 
 The slider sits in an st.fragment, so moving it reruns only the fragment: one vectorised
-SteeringSession.steer call (core.steering) plus the chart and tables."""
+SteeringSession.steer call (core.analysis.steering) plus the chart and tables."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from core import dashboard
+from core.dashboard import views as dashboard
 from core.errors import VoxSAEError
-from core.model_catalog import get_model
+from core.sae.catalog import get_model
 from pages import common
 
 ws = common.current_ws()

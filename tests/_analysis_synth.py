@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from core.sae import SAEConfig, create_sae
-from core.workspace import Workspace
+from core.workspace.workspace import Workspace
 
 D = 24
 GENDER_OFFSET = 0.6  # how far es-female and es-male lie apart, relative to the es direction
@@ -117,7 +117,7 @@ def train_sae(
 def train_models(ws: Workspace, shapes=((6, 2), (16, 2)), steps: int = 300) -> list[str]:
     """Train tiny TopK SAEs on the 'sae' split and save them as the workspace's models."""
     from core.sae.checkpoint import save_sae
-    from core.training import model_name
+    from core.training.trainer import model_name
 
     seg = ws.segments
     x = np.asarray(ws.embeddings, dtype=np.float32)[(seg["split"] == "sae").to_numpy()]

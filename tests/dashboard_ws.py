@@ -2,7 +2,7 @@
 
 Synthetic 256-d embeddings with structure (language, class, gender and speaker directions), a few
 short WAVs under the workspace's audio/ folder that the segments are cut from, a tiny grid of TopK
-SAEs trained with core.training, the default analyses (identification/grid, splitting,
+SAEs trained with core.training.trainer, the default analyses (identification/grid, splitting,
 suggestions), the browse index of every model and a stored 2-D projection (random, so the tests do
 not pay for numba's compile of UMAP).
 """
@@ -80,11 +80,11 @@ def build_segments_and_embeddings(seed: int = 0) -> tuple[pd.DataFrame, np.ndarr
 def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = True):
     """Create data_root/name with audio, models, analyses, browse indexes and a projection."""
     os.environ["VOXSAE_DATA"] = str(data_root)
-    from core.audio import save_wav
-    from core.browse import build_index, list_models
-    from core.projection import save_projection
-    from core.training import TrainConfig, train_grid
-    from core.workspace import Workspace
+    from core.audio.read import save_wav
+    from core.dashboard.browse import build_index, list_models
+    from core.dashboard.projection import save_projection
+    from core.training.trainer import TrainConfig, train_grid
+    from core.workspace.workspace import Workspace
 
     seg, x = build_segments_and_embeddings()
     ws = Workspace.create(
@@ -98,9 +98,9 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
     rng = np.random.default_rng(1)
     save_projection(ws, np.arange(len(seg)), rng.standard_normal((len(seg), 2)))
     if analyses:
-        from core.grid import compute_grid
-        from core.splitting import compute_splitting
-        from core.suggestions import compute_suggestions
+        from core.analysis.grid import compute_grid
+        from core.analysis.splitting import compute_splitting
+        from core.analysis.suggestions import compute_suggestions
 
         compute_grid(ws, "language", "es", ["en"])
         compute_grid(ws, "class", "music", ["voice"])

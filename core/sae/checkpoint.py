@@ -26,8 +26,8 @@ from safetensors.torch import save as st_save
 from core import atomic
 from core.constants import SAE_CFG_JSON, SAE_METRICS_JSON, SAE_WEIGHTS_SAFETENSORS
 from core.errors import InputError
-from core.model_catalog import FORMAT, FORMAT_VERSION, read_cfg, read_metrics  # noqa: F401 - re-exported
 from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae
+from core.sae.catalog import FORMAT, FORMAT_VERSION, read_cfg, read_metrics  # noqa: F401 - re-exported
 
 SAELENS_FORMAT_VERSION = "6.0.0"  # cfg.json follows SAELens >= 6 (no pre-6 key renaming)
 

@@ -1,0 +1,219 @@
+"""`python -m core analyze --workspace NAME`: the paper's analyses with the defaults, over every model.
+
+For each default feature present in the workspace (language es vs en, class music vs voice):
+identification (+ the grid), feature splitting, steering of the identified latent of every model;
+then label suggestions for every model. Cached: analyses/manifest.json records the workspace
+fingerprint and the model checksums it was computed from, so a rerun with nothing changed does
+nothing.
+
+    manifest = run_analyses(ws)           # computes or reuses
+    manifest = load_manifest(ws)          # what the dashboard / report read (None if never run)
+    paper_model(models)                   # 'topk-L200-K20' when present (the paper's cell)
+
+What the dashboard reads (each returns None when not computed yet; nothing here trains or encodes
+except the steering session):
+    core.analysis.datasets.load_feature_dataset(ws, attr, pos, negs)     -> FeatureDataset (train/test rows)
+    core.analysis.identification.load_identification(ws, attr, pos)      -> dict; identification_frame(d)
+    core.analysis.grid.load_grid(ws, attr, pos)                          -> DataFrame; grid_table, grid_chart
+    core.analysis.splitting.load_splitting(ws, attr, pos)                -> dict; tracks_frame, splits_frame,
+                                                                   first_splits, splitting_chart
+    core.analysis.steering.load_steering(ws, attr, pos, model, latent)   -> dict (+ 'distributions'); steering_chart
+    core.analysis.steering.steering_session(ws, model, attr, pos)        -> SteeringSession; .steer(latent, a)
+                                                                   (~1 ms: for a slider)
+    core.analysis.suggestions.load_suggestions(ws, model)                -> DataFrame; latent_suggestions(df, i)
+    core.analysis.report.load_report(ws)                                 -> the report.json dict
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+
+from core import atomic
+from core.analysis.models import results_suffix
+from core.constants import ANALYSES_MANIFEST_JSON, DEFAULT_FEATURES
+from core.errors import NotFoundError, VoxSAEError
+from core.workspace.workspace import Workspace
+
+_VERSION = 1
+PAPER_MODEL = "topk-L200-K20"
+
+
+def default_features(ws: Workspace) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The default (attribute, positive, negative) present in the workspace, and why others are not."""
+    present, skipped = [], []
+    for attr, pos, neg in DEFAULT_FEATURES:
+        if attr not in ws.segments.columns:
+            skipped.append(f"{attr}: no such attribute")
+            continue
+        values = ws.attribute_values(attr)
+        missing = [v for v in (pos, neg) if v not in values]
+        if missing:
+            skipped.append(f"{attr}: no value {', '.join(missing)}")
+            continue
+        present.append((attr, pos, neg))
+    return present, skipped
+
+
+def paper_model(models: list[str]) -> str | None:
+    """The paper's cell (topk, 200 latents, K=20) when trained, else None."""
+    return PAPER_MODEL if PAPER_MODEL in models else None
+
+
+def _key(ws: Workspace, refs, features, model_workspace) -> str:
+    h = hashlib.sha256()
+    # the models' workspace by resolved root: a name, a path or a Workspace give the same key
+    mroot = None if model_workspace is None else str(_open(model_workspace).root.resolve())
+    h.update(json.dumps([_VERSION, ws.fingerprint, features, mroot]).encode())
+    for r in refs:
+        h.update(f"{r.name}:{r.checksum}".encode())
+    return h.hexdigest()[:16]
+
+
+def _manifest_path(ws: Workspace, model_workspace=None):
+    suffix = results_suffix(ws, model_workspace)
+    return ws.analyses_dir / (
+        ANALYSES_MANIFEST_JSON.replace(".json", f"{suffix}.json") if suffix else ANALYSES_MANIFEST_JSON
+    )
+
+
+def load_manifest(ws: Workspace | str, model_workspace=None) -> dict | None:
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    path = _manifest_path(ws, model_workspace)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def _open(ws: Workspace | str) -> Workspace:
+    return ws if isinstance(ws, Workspace) else Workspace.open(ws)
+
+
+def run_analyses(
+    ws: Workspace | str,
+    *,
+    model_workspace: Workspace | str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
+    from core.analysis.grid import compute_grid
+    from core.analysis.identification import identify
+    from core.analysis.models import list_model_refs
+    from core.analysis.splitting import compute_splitting
+    from core.analysis.steering import run_steering
+    from core.analysis.suggestions import compute_suggestions
+
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    refs = list_model_refs(ws, model_workspace)
+    if not refs:
+        raise NotFoundError(
+            f"workspace {(model_workspace or ws.name)}: no trained models (run `python -m core train` first)"
+        )
+    features, skipped = default_features(ws)
+    key = _key(ws, refs, features, model_workspace)
+    old = load_manifest(ws, model_workspace)
+    if old and old.get("key") == key and not force:
+        old["up_to_date"] = True
+        return old
+
+    def log(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.time()
+    done = []
+    for attr, pos, neg in features:
+        entry = {"attribute": attr, "positive": pos, "negatives": [neg]}
+        try:
+            log(f"[analyze] {attr}: {pos} vs {neg}: identification over {len(refs)} models")
+            ident = identify(ws, attr, pos, [neg], model_workspace=model_workspace, progress=progress)
+            compute_grid(ws, attr, pos, [neg], identification=ident, model_workspace=model_workspace)
+            log(f"[analyze] {attr}: feature splitting")
+            compute_splitting(ws, attr, pos, [neg], identification=ident, model_workspace=model_workspace)
+            log(f"[analyze] {attr}: steering the identified latent of every model")
+            steering = []
+            iterator = ident["models"]
+            if progress:
+                from tqdm import tqdm
+
+                iterator = tqdm(iterator, desc=f"steer {attr}", file=sys.stderr, leave=False)
+            for m in iterator:
+                out = run_steering(
+                    ws,
+                    attr,
+                    pos,
+                    [neg],
+                    model=m["model"],
+                    latent=m["latent"],
+                    model_workspace=model_workspace,
+                )
+                steering.append(
+                    {
+                        "model": m["model"],
+                        "latent": m["latent"],
+                        "value": out["value"],
+                        "classes": out["classes"],
+                    }
+                )
+            entry.update(key=ident["key"], steering=steering, status="done")
+        except VoxSAEError as exc:
+            entry.update(status="skipped", reason=str(exc))
+            log(f"[analyze] {attr}: skipped ({exc})")
+        done.append(entry)
+    log(f"[analyze] label suggestions for {len(refs)} models")
+    iterator = refs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(refs, desc="suggestions", file=sys.stderr, leave=False)
+    for ref in iterator:
+        compute_suggestions(ws, ref.name, model_workspace=model_workspace)
+    manifest = {
+        "version": _VERSION,
+        "key": key,
+        "workspace": ws.name,
+        "fingerprint": ws.fingerprint,
+        "model_workspace": ws.name if model_workspace is None else _open(model_workspace).name,
+        "models": [
+            {"name": r.name, "arch": r.arch, "d_sae": r.d_sae, "k": r.k, "checksum": r.checksum} for r in refs
+        ],
+        "paper_model": paper_model([r.name for r in refs]),
+        "features": done,
+        "skipped": skipped,
+        "seconds": round(time.time() - t0, 1),
+        "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic.write_json(_manifest_path(ws, model_workspace), manifest)
+    manifest["up_to_date"] = False
+    return manifest
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--workspace", required=True, help="workspace name or path")
+    parser.add_argument("--model-workspace", default=None, help="analyse with the SAEs of this workspace")
+    parser.add_argument("--force", action="store_true", help="recompute even when nothing changed")
+
+
+def main(args) -> int:
+    ws = Workspace.open(args.workspace)
+    m = run_analyses(ws, model_workspace=args.model_workspace, force=args.force)
+    if m.get("up_to_date"):
+        print(f"analyses of {ws.name} are up to date ({len(m['models'])} models); nothing to do")
+        return 0
+    for f in m["features"]:
+        if f["status"] != "done":
+            print(f"{f['attribute']}: skipped: {f['reason']}")
+            continue
+        print(f"{f['attribute']} ({f['positive']} vs {', '.join(f['negatives'])}): done")
+    for s in m["skipped"]:
+        print(f"skipped {s}")
+    print(
+        f"analyses written to {ws.analyses_dir} in {m['seconds']} s; `python -m core report --workspace "
+        f"{args.workspace}` renders them"
+    )
+    return 0

@@ -1,0 +1,162 @@
+"""The precision/recall grid (paper Figs. 2-3): the identified latent's precision and recall for
+every model, as a latent-dim x K table per attribute, stored as parquet, drawn with Altair.
+
+    df = compute_grid(ws, "language", "es")        # from core.analysis.identification; stored
+    df = load_grid(ws, "language", "es")           # what the dashboard calls (None if absent)
+    grid_table(df, "recall")                       # d_sae x K pivot in percent (the paper's layout)
+    grid_chart(df)                                 # alt.Chart: precision and recall heatmaps
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core import atomic
+from core.analysis.datasets import _resolve_values, dataset_key
+from core.analysis.models import results_suffix
+from core.constants import GRID_SUBDIR
+from core.workspace.workspace import Workspace
+
+COLUMNS = [
+    "attribute",
+    "positive",
+    "model",
+    "arch",
+    "d_sae",
+    "k",
+    "latent",
+    "precision",
+    "recall",
+    "f1",
+    "best_f1_latent",
+    "best_f1",
+    "probe_accuracy",
+]
+
+
+def grid_frame(identification: dict) -> pd.DataFrame:
+    """The grid as a long table (one row per model) from an identification result."""
+    rows = []
+    for m in identification["models"]:
+        row = {c: m.get(c) for c in COLUMNS}
+        row["attribute"] = identification["attribute"]
+        row["positive"] = identification["positive"]
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["k"] = pd.array(df["k"], dtype="Int64")
+    return df.sort_values(["arch", "d_sae", "k"], na_position="first").reset_index(drop=True)
+
+
+def _path(ws: Workspace, key: str):
+    return ws.analyses_dir / GRID_SUBDIR / f"{key}.parquet"
+
+
+def compute_grid(
+    ws: Workspace | str,
+    attribute: str,
+    positive: str,
+    negatives=None,
+    *,
+    identification=None,
+    model_workspace=None,
+) -> pd.DataFrame:
+    """Grid from the (computed or stored) identification; written to analyses/grid/<key>.parquet."""
+    from core.analysis.identification import identify
+
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    if identification is None:
+        identification = identify(ws, attribute, positive, negatives, model_workspace=model_workspace)
+    df = grid_frame(identification)
+    atomic.write_parquet(_path(ws, identification["key"] + results_suffix(ws, model_workspace)), df)
+    return df
+
+
+def load_grid(
+    ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
+) -> pd.DataFrame | None:
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    negs = _resolve_values(ws, attribute, positive, negatives)
+    path = _path(ws, dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace))
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def k_label(k) -> str:
+    return "relu" if k is None or pd.isna(k) else f"k{int(k)}"
+
+
+def grid_table(df: pd.DataFrame, metric: str = "precision", arch: str | None = None) -> pd.DataFrame:
+    """latent-dim x K pivot of `metric` in percent (rows d_sae, columns 'k5', 'k10', ...)."""
+    sub = df if arch is None else df[df["arch"] == arch]
+    if arch is None and sub["arch"].nunique() > 1:
+        sub = sub[sub["arch"] == main_arch(sub)]
+    sub = sub.assign(K=[k_label(k) for k in sub["k"]], value=100 * sub[metric].astype(float))
+    order = [k_label(k) for k in sorted({k for k in sub["k"] if not pd.isna(k)})]
+    if sub["k"].isna().any():
+        order = ["relu", *order]
+    table = sub.pivot_table(index="d_sae", columns="K", values="value", aggfunc="first")
+    return table.reindex(columns=[c for c in order if c in table.columns]).round(1)
+
+
+def main_arch(df: pd.DataFrame) -> str:
+    """The architecture to show by default: topk (the paper's) when present, else the most common."""
+    archs = list(df["arch"].dropna().unique())
+    if "topk" in archs:
+        return "topk"
+    return df["arch"].value_counts().index[0] if archs else "topk"
+
+
+def best_cell(df: pd.DataFrame, min_precision: float = 0.9, min_recall: float = 0.9) -> pd.Series | None:
+    """The model with the best F1 among those whose precision and recall both reach the bars."""
+    ok = df[(df["precision"] >= min_precision) & (df["recall"] >= min_recall)]
+    if ok.empty:
+        return None
+    return ok.sort_values("f1", ascending=False).iloc[0]
+
+
+def grid_heatmap(
+    df: pd.DataFrame, metric: str = "precision", *, arch: str | None = None, title: str | None = None
+):
+    """One heatmap (latent dim x K) of `metric` with the value in each cell, like Figs. 2-3."""
+    import altair as alt
+
+    sub = df if arch is None else df[df["arch"] == arch]
+    if arch is None and sub["arch"].nunique() > 1:
+        sub = sub[sub["arch"] == main_arch(sub)]
+    data = pd.DataFrame(
+        {
+            "latent dim": sub["d_sae"].astype(int),
+            "K": [k_label(k) for k in sub["k"]],
+            "k_sort": [-1 if pd.isna(k) else int(k) for k in sub["k"]],
+            "value": (100 * sub[metric].astype(float)).round(1),
+            "latent": sub["latent"].astype(int),
+            "model": sub["model"],
+        }
+    )
+    k_order = list(data.sort_values("k_sort")["K"].drop_duplicates())
+    base = alt.Chart(data).encode(
+        x=alt.X("K:O", sort=k_order, title="K"),
+        y=alt.Y("latent dim:O", title="latent dim"),
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color(
+            "value:Q", scale=alt.Scale(scheme="viridis", domain=[50, 100], clamp=True), title=f"{metric} %"
+        ),
+        tooltip=["model", "latent", "value"],
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("value:Q", format=".1f"),
+        color=alt.condition(alt.datum.value > 80, alt.value("black"), alt.value("white")),
+    )
+    pos = str(df["positive"].iloc[0]) if len(df) else ""
+    return (rect + text).properties(
+        title=title or f"{pos}: {metric} %",
+        width=max(120, 38 * len(k_order)),
+        height=max(80, 26 * data["latent dim"].nunique()),
+    )
+
+
+def grid_chart(df: pd.DataFrame, *, arch: str | None = None):
+    """Precision and recall heatmaps side by side (Fig. 2 / Fig. 3)."""
+    import altair as alt
+
+    return alt.hconcat(grid_heatmap(df, "precision", arch=arch), grid_heatmap(df, "recall", arch=arch))

@@ -1,0 +1,287 @@
+"""Feature identification (paper III-C, V-A): which latent of each SAE detects an attribute value.
+
+Per model: a logistic regression on the latents of the train split; the latent with the largest
+positive weight (top 5 kept with their weights); that latent alone as a detector (activation > 0
+means positive) on the test split: precision, recall, F1. Cross-check: the single latent with the
+best train F1, scored on test. Ceiling: a linear probe on the raw embeddings.
+
+    res = identify(ws, "language", "es", ["en"])     # computed or reused; stored
+    res = load_identification(ws, "language", "es")  # what the dashboard calls (None if absent)
+    identification_frame(res)                        # one row per model
+
+Command: python -m core identify --workspace NAME --attribute language --positive es [--negative en]
+         [--model-workspace W] [--json]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import atomic
+from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key
+from core.analysis.models import ModelRef, encode_rows, list_model_refs, results_suffix
+from core.constants import IDENTIFICATION_SUBDIR
+from core.errors import NotFoundError
+from core.workspace.workspace import Workspace
+
+TOP_N = 5
+_VERSION = 1
+
+
+def detector_scores(active: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 of every column of a boolean matrix `active` [n, L] as a detector
+    of `y` [n] (vectorised; equals sklearn's precision_recall_fscore_support, zero_division=0)."""
+    a = np.asarray(active, dtype=bool)
+    yb = np.asarray(y, dtype=bool)
+    tp = a[yb].sum(axis=0).astype(np.float64)
+    pred = a.sum(axis=0).astype(np.float64)
+    npos = float(yb.sum())
+    precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
+    recall = tp / npos if npos else np.zeros_like(tp)
+    denom = pred + npos
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1
+
+
+def probe_accuracy_raw(ws: Workspace, ds: FeatureDataset) -> float:
+    """Linear probe (standardised logistic regression) on raw embeddings: the ceiling."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_tr = np.asarray(ws.embeddings[ds.train_rows], dtype=np.float32)
+    x_te = np.asarray(ws.embeddings[ds.test_rows], dtype=np.float32)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    clf.fit(x_tr, ds.y_train)
+    return float((clf.predict(x_te) == ds.y_test).mean())
+
+
+def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=None, z_test=None) -> dict:
+    """Identification for one model (see module doc)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if z_train is None:
+        z_train = encode_rows(ws, ref, ds.train_rows)
+    if z_test is None:
+        z_test = encode_rows(ws, ref, ds.test_rows)
+    clf = LogisticRegression(max_iter=3000)
+    clf.fit(z_train, ds.y_train)
+    w = clf.coef_[0]
+    order = np.argsort(-w, kind="stable")
+    top = [{"latent": int(i), "weight": float(w[i])} for i in order[:TOP_N]]
+    latent = int(order[0])
+    pred = z_test[:, latent] > 0
+    p, r, f, _ = precision_recall_fscore_support(ds.y_test, pred, average="binary", zero_division=0)
+    # cross-check: best single latent by F1 on train, scored on test
+    _, _, f1_train = detector_scores(z_train > 0, ds.y_train)
+    best = int(np.argmax(f1_train))
+    bp, br, bf = (float(v[0]) for v in detector_scores(z_test[:, [best]] > 0, ds.y_test))
+    return {
+        "model": ref.name,
+        "arch": ref.arch,
+        "d_sae": ref.d_sae,
+        "k": ref.k,
+        "latent": latent,
+        "weight": float(w[latent]),
+        "top": top,
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f),
+        "n_test_pos": int(ds.y_test.sum()),
+        "n_test_neg": int((~ds.y_test).sum()),
+        "latent_probe_accuracy": float(clf.score(z_test, ds.y_test)),
+        "best_f1_latent": best,
+        "best_f1_precision": bp,
+        "best_f1_recall": br,
+        "best_f1": bf,
+        "model_workspace": ref.workspace.name,
+        "checksum": ref.checksum,
+    }
+
+
+def _result_path(ws: Workspace, key: str, model_workspace: Workspace | None) -> Path:
+    return ws.analyses_dir / IDENTIFICATION_SUBDIR / f"{key}{results_suffix(ws, model_workspace)}.json"
+
+
+def _split_hash(ds: FeatureDataset) -> str:
+    h = hashlib.sha256()
+    for arr in (ds.train_rows, ds.test_rows, ds.y_train, ds.y_test):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def identify(
+    ws: Workspace | str,
+    attribute: str,
+    positive: str,
+    negatives=None,
+    *,
+    model_workspace: Workspace | str | None = None,
+    dataset: FeatureDataset | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> dict:
+    """Identify the latent of every model; reuses stored per-model results when nothing changed."""
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    mws = (
+        None
+        if model_workspace is None
+        else (model_workspace if isinstance(model_workspace, Workspace) else Workspace.open(model_workspace))
+    )
+    ds = dataset or FeatureDataset.load_or_build(ws, attribute, positive, negatives)
+    refs = list_model_refs(ws, mws)
+    if not refs:
+        where = (mws or ws).name
+        raise NotFoundError(f"workspace {where}: no trained models (run `python -m core train` first)")
+    path = _result_path(ws, ds.key, mws)
+    split_hash = _split_hash(ds)
+    previous: dict = {}
+    if path.is_file() and not force:
+        try:
+            old = json.loads(path.read_text())
+            if old.get("split_hash") == split_hash and old.get("version") == _VERSION:
+                previous = {m["model"]: m for m in old.get("models", [])}
+                probe = old.get("probe_accuracy")
+        except ValueError:
+            previous = {}
+    if not previous:
+        probe = probe_accuracy_raw(ws, ds)
+    results = []
+    iterator = refs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(refs, desc=f"identify {ds.key}", file=sys.stderr, leave=False)
+    for ref in iterator:
+        old = previous.get(ref.name)
+        if old is not None and old.get("checksum") == ref.checksum:
+            res = dict(old)
+        else:
+            res = identify_model(ws, ref, ds)
+        res["probe_accuracy"] = probe
+        results.append(res)
+    out = {
+        "version": _VERSION,
+        "workspace": ws.name,
+        "fingerprint": ws.fingerprint,
+        "model_workspace": (mws or ws).name,
+        "attribute": ds.attribute,
+        "positive": ds.positive,
+        "negatives": ds.negatives,
+        "classes": list(ds.class_names),
+        "key": ds.key,
+        "split_hash": split_hash,
+        "n_train": int(len(ds.train_rows)),
+        "n_test": int(len(ds.test_rows)),
+        "probe_accuracy": probe,
+        "models": results,
+    }
+    if out != _load_json(path):
+        atomic.write_json(path, out)
+    return out
+
+
+def _load_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def load_identification(
+    ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
+) -> dict | None:
+    """The stored identification result (dict, see `identify`), or None when not computed."""
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    negs = _resolve_values(ws, attribute, positive, negatives)
+    mws = (
+        None
+        if model_workspace is None
+        else (model_workspace if isinstance(model_workspace, Workspace) else Workspace.open(model_workspace))
+    )
+    return _load_json(_result_path(ws, dataset_key(attribute, str(positive), negs), mws))
+
+
+def identification_frame(result: dict) -> pd.DataFrame:
+    """One row per model: model, arch, d_sae, k, latent, precision, recall, f1, probe_accuracy, ..."""
+    rows = [{k: v for k, v in m.items() if k != "top"} for m in result["models"]]
+    return pd.DataFrame(rows)
+
+
+def model_result(result: dict, model: str) -> dict:
+    for m in result["models"]:
+        if m["model"] == model:
+            return m
+    raise NotFoundError(
+        f"no identification for model {model!r} (models: {', '.join(m['model'] for m in result['models'])})"
+    )
+
+
+def reading(result_model: dict, positive: str) -> str:
+    """One-line reading, e.g. 'latent 15 detects es: precision 99.2%, recall 95.5%'."""
+    return (
+        f"{result_model['model']}: latent {result_model['latent']} detects {positive}: "
+        f"precision {100 * result_model['precision']:.1f}%, recall {100 * result_model['recall']:.1f}%"
+    )
+
+
+# -- command -----------------------------------------------------------------------------
+JSON_FIELDS = ("model", "arch", "d_sae", "k", "latent", "precision", "recall", "f1", "probe_accuracy")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--workspace", required=True, help="workspace name or path")
+    parser.add_argument("--attribute", required=True, help="metadata column, e.g. language")
+    parser.add_argument("--positive", required=True, help="the value to detect, e.g. es")
+    parser.add_argument(
+        "--negative", action="append", default=None, help="negative value(s) (default: all other values)"
+    )
+    parser.add_argument("--model-workspace", default=None, help="use the SAEs trained on this workspace")
+    parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    parser.add_argument("--force", action="store_true", help="recompute even if stored results match")
+
+
+def main(args) -> int:
+    ws = Workspace.open(args.workspace)
+    res = identify(
+        ws,
+        args.attribute,
+        args.positive,
+        args.negative,
+        model_workspace=args.model_workspace,
+        progress=not args.json,
+        force=args.force,
+    )
+    if args.json:
+        for m in res["models"]:
+            obj = {k: m[k] for k in JSON_FIELDS}
+            obj.update(
+                top=m["top"],
+                best_f1_latent=m["best_f1_latent"],
+                best_f1=m["best_f1"],
+                latent_probe_accuracy=m["latent_probe_accuracy"],
+            )
+            print(json.dumps(obj))
+        return 0
+    pos, neg = res["classes"]
+    print(
+        f"{res['attribute']}: {pos} vs {neg}  (train {res['n_train']}, test {res['n_test']}; "
+        f"linear probe on raw embeddings {100 * res['probe_accuracy']:.1f}%)"
+    )
+    print(f"{'model':<24}{'latent':>7}{'prec':>8}{'recall':>8}{'F1':>7}   best-F1 latent   top-5 weights")
+    for m in res["models"]:
+        tops = ", ".join(f"{t['latent']}:{t['weight']:.2f}" for t in m["top"])
+        print(
+            f"{m['model']:<24}{m['latent']:>7}{100 * m['precision']:>7.1f}%{100 * m['recall']:>7.1f}%"
+            f"{m['f1']:>7.3f}   {m['best_f1_latent']:>5} (F1 {m['best_f1']:.3f})   {tops}"
+        )
+    return 0

@@ -1,0 +1,227 @@
+"""How the analyses reach SAEs: the models of a workspace (or of another workspace with the same
+embedder and dim, `--model-workspace`), their latents on this workspace's rows, and their decoder
+as an affine map (what steering needs).
+
+Thin layer over core.training.trainer (list_models/open_model) and core.sae.activations (cached latents).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.constants import SAE_CFG_JSON
+from core.errors import InputError, NotFoundError
+from core.workspace.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One SAE as the analyses see it."""
+
+    name: str
+    arch: str
+    d_sae: int
+    k: int | None
+    path: Path
+    workspace: Workspace
+    """The workspace the SAE was trained on (may differ from the analysed one)."""
+
+    @property
+    def checksum(self) -> str:
+        return model_checksum(self.path)
+
+
+def _ws(ws: Workspace | str) -> Workspace:
+    return ws if isinstance(ws, Workspace) else Workspace.open(ws)
+
+
+def results_suffix(ws: Workspace, model_workspace: Workspace | str | None) -> str:
+    """'' for results of `ws`'s own SAEs, '@NAME' for those of another workspace's SAEs, so that
+    `--model-workspace` results sit beside the workspace's own and never overwrite them."""
+    if model_workspace is None:
+        return ""
+    mws = _ws(model_workspace)
+    return "" if mws.root == ws.root else f"@{mws.name}"
+
+
+def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
+    """Models of `model_ws` may analyse `ws` only when embedder and dim match."""
+    if model_ws.root == ws.root:
+        return
+    if model_ws.embedder != ws.embedder or model_ws.dim != ws.dim:
+        raise InputError(
+            f"models of workspace {model_ws.name} (embedder {model_ws.embedder}, dim {model_ws.dim}) "
+            f"cannot analyse workspace {ws.name} (embedder {ws.embedder}, dim {ws.dim}): "
+            "embedder and dim must match"
+        )
+
+
+def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None = None) -> list[ModelRef]:
+    """Every SAE of `model_workspace` (default: `ws` itself), checked against `ws`."""
+    from core.training.trainer import list_models
+
+    ws = _ws(ws)
+    mws = ws if model_workspace is None else _ws(model_workspace)
+    check_compatible(ws, mws)
+    refs = []
+    for info in list_models(mws):
+        d_in = int(getattr(info, "d_in", 0) or 0)
+        if d_in and d_in != ws.dim:
+            raise InputError(
+                f"model {info.name} of workspace {mws.name} takes {d_in}-d inputs but workspace "
+                f"{ws.name} has {ws.dim}-d embeddings"
+            )
+        refs.append(
+            ModelRef(
+                name=info.name,
+                arch=str(info.arch),
+                d_sae=int(info.d_sae),
+                k=None if info.k is None else int(info.k),
+                path=Path(info.path),
+                workspace=mws,
+            )
+        )
+    return refs
+
+
+def find_model(ws: Workspace | str, name: str, model_workspace=None) -> ModelRef:
+    refs = list_model_refs(ws, model_workspace)
+    for ref in refs:
+        if ref.name == name:
+            return ref
+    where = ws.name if model_workspace is None else _ws(model_workspace).name
+    raise NotFoundError(
+        f"workspace {where}: no model {name!r} (models: {', '.join(r.name for r in refs) or 'none'})"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _checksum(path: str, mtime: float, size: int) -> str:
+    digest = hashlib.sha256()
+    p = Path(path)
+    files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix in {".safetensors", ".json"})
+    for q in files:
+        if q.name.startswith("training_state") or q.name.startswith("."):
+            continue
+        digest.update(q.name.encode())
+        digest.update(q.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_checksum(path: Path) -> str:
+    """Content hash of a model's weights: the SHA-256 its cfg.json records, else a hash of its files."""
+    path = Path(path)
+    try:
+        cfg = json.loads((path / SAE_CFG_JSON).read_text())
+        sha = cfg.get("voxsae", {}).get("weights_sha256")
+        if sha:
+            return str(sha)[:16]
+    except (OSError, ValueError, AttributeError):
+        pass
+    weights = [q for q in path.glob("*.safetensors")]
+    st = max((q.stat().st_mtime for q in weights), default=path.stat().st_mtime)
+    size = sum(q.stat().st_size for q in weights)
+    return _checksum(str(path), st, size)
+
+
+@functools.lru_cache(maxsize=128)
+def _open(path: str, checksum: str):
+    from core.sae.checkpoint import load_sae
+
+    sae = load_sae(Path(path))
+    sae.eval()
+    return sae
+
+
+def open_sae(ref: ModelRef):
+    return _open(str(ref.path), ref.checksum)
+
+
+def _encode_array(sae, x: np.ndarray) -> np.ndarray:
+    try:
+        from core.sae.activations import encode_array
+    except ImportError:  # pragma: no cover - before core.sae.activations exists
+        encode_array = None
+    if encode_array is not None:
+        return np.asarray(encode_array(sae, x), dtype=np.float32)
+    import torch
+
+    with torch.no_grad():
+        return sae.encode(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy().astype(np.float32)
+
+
+_CODES: OrderedDict = OrderedDict()
+_CODES_MAX = 128  # sparse codes are ~K/d_sae of the dense size: a few MB per model
+
+
+def _sparse_codes(ws: Workspace, ref: ModelRef):
+    """(indices, values) of every row, memoised in-process (core.sae.activations caches them on disk)."""
+    from core.sae.activations import sparse_codes
+
+    key = (str(ws.root), ws.fingerprint, ref.name, ref.checksum)
+    if key in _CODES:
+        _CODES.move_to_end(key)
+        return _CODES[key]
+    codes = sparse_codes(ws, ref.name)
+    _CODES[key] = codes
+    while len(_CODES) > _CODES_MAX:
+        _CODES.popitem(last=False)
+    return codes
+
+
+def encode_rows(ws: Workspace, ref: ModelRef, rows: np.ndarray | None = None) -> np.ndarray:
+    """Dense latents [n, d_sae] of `ws`'s embeddings at `rows` (all rows when None)."""
+    rows_arr = None if rows is None else np.asarray(rows, dtype=np.int64)
+    if ref.workspace.root == ws.root:
+        try:
+            from core.sae.activations import densify
+        except ImportError:  # pragma: no cover
+            densify = None
+        if densify is not None:
+            idx, val = _sparse_codes(ws, ref)
+            if rows_arr is not None:
+                idx, val = idx[rows_arr], val[rows_arr]
+            return densify(idx, val, ref.d_sae)
+    x = np.asarray(ws.embeddings if rows_arr is None else ws.embeddings[rows_arr], dtype=np.float32)
+    return _encode_array(open_sae(ref), x)
+
+
+def decode_array(sae, z: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return sae.decode(torch.as_tensor(np.asarray(z, dtype=np.float32))).numpy().astype(np.float32)
+
+
+@functools.lru_cache(maxsize=128)
+def _affine(path: str, checksum: str) -> tuple[np.ndarray, np.ndarray]:
+    sae = _open(path, checksum)
+    d_sae = int(sae.cfg.d_sae)
+    b = decode_array(sae, np.zeros((1, d_sae), np.float32))[0]
+    w = decode_array(sae, np.eye(d_sae, dtype=np.float32)) - b[None, :]
+    # the decoder must be affine for the steering shortcut; check on a random sparse batch
+    rng = np.random.default_rng(0)
+    z = (rng.random((8, d_sae)) < 0.05) * rng.random((8, d_sae)).astype(np.float32)
+    ref = decode_array(sae, z.astype(np.float32))
+    if not np.allclose(z @ w + b, ref, atol=1e-4, rtol=1e-3):
+        raise InputError(f"model {path}: decoder is not affine; steering needs a linear decoder")
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def decoder_affine(ref: ModelRef) -> tuple[np.ndarray, np.ndarray]:
+    """(W [d_sae, d_in], b [d_in]) with decode(z) == z @ W + b."""
+    return _affine(str(ref.path), ref.checksum)
+
+
+def check_latent(ref: ModelRef, latent: int) -> int:
+    latent = int(latent)
+    if not 0 <= latent < ref.d_sae:
+        raise NotFoundError(f"model {ref.name}: latent {latent} is out of range (0..{ref.d_sae - 1})")
+    return latent

@@ -1,0 +1,5 @@
+"""Layer 1, audio: read any file to 16 kHz mono (`read`), cut it into 4-8 s non-silent segments
+(`segmentation`), and the telephone channel simulation (`channel`).
+
+May import: core.constants, core.errors, core.atomic. Nothing else of core.
+"""

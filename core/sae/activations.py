@@ -1,0 +1,131 @@
+"""SAE latents of a workspace's embeddings, cached.
+
+    latents(ws, "topk-L200-K20")            -> float32 [N, 200] dense latents of every row
+    latents(ws, "topk-L200-K20", rows=idx)  -> the given rows only
+    sparse_codes(ws, name)                  -> (indices int32 [N, c], values float32 [N, c])
+    encode_array(sae, x)                    -> dense latents of any [n, d_in] array
+    reconstruct(sae, z)                     -> decoder output of dense latents
+
+The cache (ws.cache_dir/activations/MODEL-FINGERPRINT-WEIGHTS.npz) holds the active latents of
+each row as (indices, values) padded to the largest L0 of any row, so it is about K/d_sae of the
+dense size; it is keyed by the workspace fingerprint and the model's weights hash, so a changed
+corpus or a retrained model never reads a stale cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core import atomic
+from core.constants import ACTIVATIONS_DIR
+from core.errors import InputError
+from core.sae import SAE
+from core.sae.checkpoint import read_cfg
+from core.workspace.workspace import Workspace
+
+
+def _check(sae: SAE, x: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != sae.cfg.d_in:
+        raise InputError(f"{where}: model takes [n, {sae.cfg.d_in}] inputs, got shape {x.shape}")
+    return x
+
+
+@torch.no_grad()
+def sparse_encode(sae: SAE, x: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int32 [n, c], values float32 [n, c]) of the active latents, c = max L0 over rows."""
+    x = _check(sae, x, "encode")
+    sae = sae.eval()
+    dev = sae.W_enc.device
+    idx_parts, val_parts = [], []
+    for i in range(0, x.shape[0], batch_size):
+        xb = torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32)).to(dev)
+        z = sae.encode(xb)
+        c = max(1, int((z > 0).sum(1).max())) if z.numel() else 1
+        vals, idx = z.topk(min(c, z.shape[1]), dim=1)
+        idx_parts.append(idx.to(torch.int32).cpu().numpy())
+        val_parts.append(vals.cpu().numpy())
+    c = max((p.shape[1] for p in idx_parts), default=1)
+    n = x.shape[0]
+    indices = np.zeros((n, c), dtype=np.int32)
+    values = np.zeros((n, c), dtype=np.float32)
+    row = 0
+    for ip, vp in zip(idx_parts, val_parts, strict=True):
+        indices[row : row + len(ip), : ip.shape[1]] = ip
+        values[row : row + len(vp), : vp.shape[1]] = vp
+        row += len(ip)
+    return indices, values
+
+
+def densify(indices: np.ndarray, values: np.ndarray, d_sae: int) -> np.ndarray:
+    """Dense [n, d_sae] from padded (indices, values); padding has value 0."""
+    out = np.zeros((indices.shape[0], d_sae), dtype=np.float32)
+    mask = values > 0
+    out[np.nonzero(mask)[0], indices[mask]] = values[mask]
+    return out
+
+
+@torch.no_grad()
+def encode_array(sae: SAE, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Dense latents float32 [n, d_sae] of x [n, d_in]."""
+    x = _check(sae, x, "encode")
+    dev = sae.W_enc.device
+    out = np.empty((x.shape[0], sae.cfg.d_sae), dtype=np.float32)
+    for i in range(0, x.shape[0], batch_size):
+        xb = torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32)).to(dev)
+        out[i : i + len(xb)] = sae.encode(xb).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruct(sae: SAE, z: np.ndarray) -> np.ndarray:
+    """Decoder output float32 [n, d_in] of dense latents z [n, d_sae]."""
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != sae.cfg.d_sae:
+        raise InputError(f"reconstruct: latents must be [n, {sae.cfg.d_sae}], got {z.shape}")
+    return sae.decode(torch.from_numpy(z).to(sae.W_enc.device)).cpu().numpy()
+
+
+def _cache_path(ws: Workspace, model_name: str):
+    sha = read_cfg(ws.models_dir / model_name)["voxsae"]["weights_sha256"][:12]
+    return ws.cache_dir / ACTIVATIONS_DIR / f"{model_name}-{ws.fingerprint}-{sha}.npz"
+
+
+def sparse_codes(ws: Workspace, model_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cached (indices, values) of every workspace row for the model."""
+    from core.training.trainer import open_model
+
+    sae = open_model(ws, model_name)
+    path = _cache_path(ws, model_name)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                idx, val = f["indices"], f["values"]
+            if idx.shape[0] == len(ws) and idx.shape == val.shape:
+                return idx, val
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: recompute
+    x = np.asarray(ws.embeddings)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"workspace {ws.name}: embedding row {bad} contains NaN or inf")
+    idx, val = sparse_encode(sae, x)
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, indices=idx, values=val)
+    return idx, val
+
+
+def latents(ws: Workspace, model_name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Dense latents float32 [n, d_sae] of the workspace rows (all rows when rows is None)."""
+    idx, val = sparse_codes(ws, model_name)
+    d_sae = int(read_cfg(ws.models_dir / model_name)["voxsae"]["config"]["d_sae"])
+    if rows is not None:
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(ws)):
+            raise InputError(f"workspace {ws.name}: row index out of range 0..{len(ws) - 1}")
+        idx, val = idx[rows], val[rows]
+    return densify(idx, val, d_sae)

@@ -1,0 +1,170 @@
+"""`python -m core import-embeddings FILE --workspace NAME --metadata CSV`: embeddings without audio.
+
+For users who only have embeddings (the paper's authors could share embeddings, never audio):
+FILE is a .npy array [N, dim] or a Parquet table (a list/array column `embedding`, or only
+numeric columns, one per dimension). The CSV has one row per embedding, in the same order;
+its `segment_id` column names them when present (otherwise seg000000, seg000001, ...), and
+`source`, `start_s`, `end_s`, `duration_s` are used when present; every other column becomes a
+segment attribute. Every bad input is one InputError naming the file (and row) at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.constants import SEGMENT_BASE_COLUMNS
+from core.errors import InputError
+from core.workspace.workspace import Workspace, validate_embeddings
+
+IMPORTED_EMBEDDER = "imported"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="embeddings: FILE.npy [N, dim] or FILE.parquet")
+    parser.add_argument("--workspace", required=True, help="workspace name (data/NAME) or path")
+    parser.add_argument("--metadata", required=True, metavar="CSV", help="one row per embedding, same order")
+    parser.add_argument(
+        "--embedder",
+        default=IMPORTED_EMBEDDER,
+        help="name of the model that made the embeddings (e.g. titanet); recorded in the workspace",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = import_embeddings(args.file, args.workspace, metadata=args.metadata, embedder=args.embedder)
+    print(f"import-embeddings: {len(ws)} embeddings ({ws.dim}-d) -> workspace {ws.root}")
+    return 0
+
+
+def load_embeddings(path: str | Path) -> np.ndarray:
+    """float32 [N, dim] from .npy or .parquet, validated (finite, 2-D, non-empty)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"{path}: embeddings file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+    elif suffix in {".parquet", ".pq"}:
+        arr = _parquet_array(path)
+    else:
+        raise InputError(f"{path}: unsupported embeddings file type {suffix!r} (use .npy or .parquet)")
+    return validate_embeddings(arr, str(path))
+
+
+def _parquet_array(path: Path) -> np.ndarray:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    if "embedding" in frame.columns:
+        lengths = frame["embedding"].map(lambda v: -1 if v is None else len(v))
+        if (lengths < 0).any():
+            raise InputError(f"{path}: `embedding` is missing on row {int(np.flatnonzero(lengths < 0)[0])}")
+        if lengths.nunique() > 1:
+            bad = int(np.flatnonzero(lengths != lengths.iloc[0])[0])
+            raise InputError(
+                f"{path}: `embedding` lengths differ (row 0 has {lengths.iloc[0]}, row {bad} has {lengths.iloc[bad]})"
+            )
+        try:
+            return np.stack([np.asarray(v, dtype=np.float32) for v in frame["embedding"]])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: `embedding` column is not numeric ({exc})") from None
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise InputError(
+            f"{path}: expected a list column `embedding` or only numeric columns; "
+            f"non-numeric column(s): {', '.join(non_numeric[:5])}"
+        )
+    return frame.to_numpy(dtype=np.float32)
+
+
+def read_metadata(path: str | Path) -> pd.DataFrame:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"{path}: metadata CSV not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: metadata CSV is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: malformed metadata CSV ({str(exc).strip()})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if any(not c or c.startswith("Unnamed:") for c in frame.columns):
+        raise InputError(f"{path}: malformed metadata CSV (a column has no header name)")
+    return frame
+
+
+def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
+    """The segment table from the metadata rows (ids checked, base columns filled)."""
+    frame = meta.copy()
+    if "segment_id" in frame.columns:
+        ids = frame["segment_id"].str.strip()
+        empty = np.flatnonzero(ids == "")
+        if empty.size:
+            raise InputError(f"{csv_path} row {int(empty[0]) + 2}: empty segment_id")
+        dup = ids.duplicated(keep="first")
+        if dup.any():
+            row = int(np.flatnonzero(dup)[0])
+            first = int(np.flatnonzero(ids == ids.iloc[row])[0])
+            raise InputError(
+                f"{csv_path} row {row + 2}: duplicate segment_id {ids.iloc[row]!r} (also on row {first + 2})"
+            )
+        frame["segment_id"] = ids
+    else:
+        frame.insert(0, "segment_id", [f"seg{i:06d}" for i in range(len(frame))])
+    if "source" not in frame.columns:
+        frame["source"] = ""
+    for col in ("start_s", "end_s", "duration_s"):
+        if col in frame.columns:
+            values = pd.to_numeric(frame[col].replace("", np.nan), errors="coerce")
+            bad = np.flatnonzero(values.isna() & (frame[col] != ""))
+            if bad.size:
+                raise InputError(
+                    f"{csv_path} row {int(bad[0]) + 2}: {col} {frame[col].iloc[bad[0]]!r} is not a number"
+                )
+            frame[col] = values
+        else:
+            frame[col] = np.nan
+    if frame["duration_s"].isna().all() and not frame["start_s"].isna().all():
+        frame["duration_s"] = frame["end_s"] - frame["start_s"]
+    rest = [c for c in frame.columns if c not in SEGMENT_BASE_COLUMNS]
+    return frame[[*SEGMENT_BASE_COLUMNS, *rest]]
+
+
+def import_embeddings(
+    file: str | Path, workspace: str | Path, *, metadata: str | Path, embedder: str = IMPORTED_EMBEDDER
+) -> Workspace:
+    """Make (or replace) a workspace from an embeddings file + metadata CSV, atomically."""
+    file = Path(file).expanduser()
+    embeddings = load_embeddings(file)
+    meta = read_metadata(metadata)
+    if len(meta) != embeddings.shape[0]:
+        raise InputError(
+            f"{metadata}: {len(meta)} metadata row(s) but {file} holds {embeddings.shape[0]} embedding(s); "
+            "the CSV needs one row per embedding, in the same order"
+        )
+    segments = build_segments(meta, metadata)
+    if Workspace.exists(workspace):
+        existing = Workspace.open(workspace)
+        if existing.dim != embeddings.shape[1]:
+            raise InputError(
+                f"{file}: embedding dim {embeddings.shape[1]} does not match workspace "
+                f"{existing.name} (dim {existing.dim}); use another --workspace name"
+            )
+    provenance = {
+        "command": "import-embeddings",
+        "embeddings_file": str(file.resolve()),
+        "metadata": str(Path(metadata).expanduser().resolve()),
+        "embedder": embedder,
+    }
+    return Workspace.create(
+        workspace, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
+    )

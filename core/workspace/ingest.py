@@ -1,0 +1,411 @@
+"""`python -m core ingest AUDIO_DIR --workspace NAME`: a folder of audio -> a workspace.
+
+Walk the folder for audio (wav, flac, mp3, ogg, ...), read each file as 16 kHz mono, cut its
+non-silent audio into 4-8 s segments, embed them, attach metadata CSV columns, and write the
+workspace atomically (Workspace.create), so a failed run leaves any existing workspace intact.
+
+Unreadable or silent files are skipped and listed in the summary (and in provenance['skipped']).
+Per-file results are cached under ws.cache_dir/ingest keyed by (file content, embedder,
+checkpoint content, segmentation settings, telephony): re-running on the same folder recomputes
+nothing and a changed file re-embeds only that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import atomic
+from core.audio.read import AUDIO_EXTENSIONS, cut, load_audio
+from core.audio.segmentation import METHODS, SegmentationConfig, segment_audio
+from core.constants import CACHE_DIR, DEFAULT_EMBEDDER, SAMPLE_RATE, SEGMENT_BASE_COLUMNS
+from core.errors import InputError
+from core.workspace.workspace import Workspace, resolve_workspace_path
+
+INGEST_CACHE = "ingest"  # sub-folder of the workspace cache
+CACHE_VERSION = 1
+GROUP_SEGMENTS = 256  # segments embedded together before their files' results are cached
+HASH_CHUNK = 1 << 20
+
+
+# -- arguments ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from core.embedders import EMBEDDERS
+
+    parser.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder of audio files (searched recursively)")
+    parser.add_argument("--workspace", required=True, help="workspace name (data/NAME) or path")
+    parser.add_argument(
+        "--metadata",
+        metavar="CSV",
+        help="CSV with a `file` column (path relative to AUDIO_DIR); every other column becomes a segment attribute",
+    )
+    parser.add_argument(
+        "--telephony",
+        action="store_true",
+        help="pass audio through a telephone channel (300-3400 Hz, 8 kHz, mu-law) before embedding",
+    )
+    parser.add_argument(
+        "--embedder", default=DEFAULT_EMBEDDER, choices=sorted(EMBEDDERS), help="speaker embedder"
+    )
+    parser.add_argument("--checkpoint", metavar="PATH", help="local model file (a .nemo for titanet)")
+    parser.add_argument("--min-s", type=float, default=SegmentationConfig.min_s, help="shortest segment (s)")
+    parser.add_argument("--max-s", type=float, default=SegmentationConfig.max_s, help="longest segment (s)")
+    parser.add_argument("--vad", default="energy", choices=METHODS, help="non-silence detector")
+    parser.add_argument("--jobs", type=int, default=2, help="embedding worker processes (CPU)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = SegmentationConfig(
+        min_s=args.min_s,
+        max_s=args.max_s,
+        short_min_s=min(SegmentationConfig.short_min_s, args.min_s),
+        method=args.vad,
+    )
+    result = ingest(
+        args.audio_dir,
+        args.workspace,
+        metadata=args.metadata,
+        telephony=args.telephony,
+        embedder=args.embedder,
+        checkpoint=args.checkpoint,
+        segmentation=cfg,
+        jobs=args.jobs,
+        device=args.device,
+    )
+    print(result.describe())
+    return 0
+
+
+# -- files and metadata -------------------------------------------------------------------------
+def find_audio_files(root: Path) -> list[str]:
+    """Relative POSIX paths of audio files under root, sorted; hidden files/folders skipped."""
+    out = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            out.append(rel.as_posix())
+    return sorted(out)
+
+
+def _normalise_rel(text: str) -> str:
+    return Path(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
+
+
+def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
+    """The metadata CSV as a string table indexed by normalised `file`; one InputError per problem."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: metadata CSV not found")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{csv_path}: metadata CSV is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{csv_path}: malformed metadata CSV ({str(exc).strip()})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if "file" not in frame.columns:
+        raise InputError(
+            f"{csv_path}: metadata CSV has no `file` column (columns: {', '.join(frame.columns) or 'none'})"
+        )
+    reserved = [c for c in frame.columns if c in SEGMENT_BASE_COLUMNS]
+    if reserved:
+        raise InputError(f"{csv_path}: column(s) {', '.join(reserved)} are reserved for the segment table")
+    unnamed = [c for c in frame.columns if not c or c.startswith("Unnamed:")]
+    if unnamed:
+        raise InputError(f"{csv_path}: malformed metadata CSV (a column has no header name)")
+    seen: dict[str, int] = {}
+    files = []
+    for i, raw in enumerate(frame["file"].tolist()):
+        row = i + 2  # 1-based, after the header line
+        if not raw.strip():
+            raise InputError(f"{csv_path} row {row}: empty `file` value")
+        rel = _normalise_rel(raw)
+        if rel in seen:
+            raise InputError(f"{csv_path} row {row}: duplicate file {raw!r} (also on row {seen[rel]})")
+        seen[rel] = row
+        if not (audio_root / rel).is_file():
+            raise InputError(f"{csv_path} row {row}: file {raw!r} not found under {audio_root}")
+        files.append(rel)
+    frame["file"] = files
+    return frame.set_index("file")
+
+
+# -- cache ---------------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_hash(path: str | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"{p}: checkpoint not found")
+    return file_sha256(p)
+
+
+def cache_key(
+    content_hash: str, embedder: str, ckpt_hash: str | None, cfg: SegmentationConfig, telephony: bool
+) -> str:
+    payload = {
+        "v": CACHE_VERSION,
+        "file": content_hash,
+        "embedder": embedder,
+        "checkpoint": ckpt_hash,
+        "segmentation": cfg.to_dict(),
+        "telephony": telephony,
+        "sr": SAMPLE_RATE,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class FileResult:
+    rel: str
+    starts: np.ndarray
+    ends: np.ndarray
+    embeddings: np.ndarray  # float32 [n, dim] (n may be 0 when skipped)
+    skipped: str = ""  # reason, empty when used
+
+
+def _save_cache(path: Path, res: FileResult) -> None:
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh, starts=res.starts, ends=res.ends, embeddings=res.embeddings, skipped=np.array(res.skipped)
+        )
+
+
+def _load_cache(path: Path, rel: str) -> FileResult | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return FileResult(
+                rel, z["starts"], z["ends"], z["embeddings"].astype(np.float32), str(z["skipped"])
+            )
+    except Exception:  # a damaged cache entry is recomputed, never trusted
+        return None
+
+
+# -- the run -------------------------------------------------------------------------------------
+@dataclass
+class IngestResult:
+    workspace: Workspace
+    files: int
+    segments: int
+    seconds: float
+    computed: int
+    cached: int
+    skipped: list[dict] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [
+            f"ingest: {self.files} audio file(s) -> {self.segments} segment(s), "
+            f"{self.seconds / 3600:.2f} h, workspace {self.workspace.root}",
+            f"  embedder {self.workspace.embedder} ({self.workspace.dim}-d); "
+            f"{self.computed} file(s) processed, {self.cached} from cache",
+        ]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} file(s):")
+            lines += [f"    {s['file']}: {s['reason']}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _segment_file(
+    path: Path, rel: str, cfg: SegmentationConfig, telephony: bool
+) -> tuple[FileResult, list[np.ndarray]]:
+    """Decode + segment one file; returns its result (embeddings unfilled) and segment audio."""
+    empty = np.zeros(0, dtype=np.float64)
+    try:
+        audio = load_audio(path)
+    except InputError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        return FileResult(rel, empty, empty, np.zeros((0, 0), np.float32), reason), []
+    regions = segment_audio(audio, SAMPLE_RATE, cfg)
+    if not regions:
+        reason = (
+            f"no non-silent stretch of at least {cfg.min_s:g} s "
+            f"(or a short file of at least {cfg.short_min_s:g} s of sound)"
+        )
+        return FileResult(rel, empty, empty, np.zeros((0, 0), np.float32), reason), []
+    if telephony:
+        from core.audio.channel import telephone_channel
+
+        audio = telephone_channel(audio, SAMPLE_RATE)
+    pieces = [cut(audio, SAMPLE_RATE, r.start_s, r.end_s) for r in regions]
+    starts = np.array([r.start_s for r in regions], dtype=np.float64)
+    ends = np.array([r.end_s for r in regions], dtype=np.float64)
+    return FileResult(rel, starts, ends, np.zeros((0, 0), np.float32)), pieces
+
+
+def ingest(
+    audio_dir: str | Path,
+    workspace: str | Path,
+    *,
+    metadata: str | Path | None = None,
+    telephony: bool = False,
+    embedder: str = DEFAULT_EMBEDDER,
+    checkpoint: str | None = None,
+    segmentation: SegmentationConfig | None = None,
+    jobs: int = 2,
+    device: str | None = None,
+    progress: bool = True,
+) -> IngestResult:
+    """Segment + embed every audio file under audio_dir into workspace (see module docstring)."""
+    from tqdm import tqdm
+
+    from core.embedders import EMBEDDERS, embed_segments, get_embedder
+
+    cfg = segmentation or SegmentationConfig()
+    root = Path(audio_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise InputError(f"{audio_dir}: audio folder not found")
+    if embedder not in EMBEDDERS:
+        raise InputError(f"unknown embedder {embedder!r} (available: {', '.join(EMBEDDERS)})")
+    if checkpoint:
+        checkpoint = str(Path(checkpoint).expanduser().resolve())
+    meta = read_metadata(metadata, root) if metadata else None
+    files = find_audio_files(root)
+    if meta is not None:  # a row may name a file with an unusual extension: take it too
+        files = sorted(set(files) | set(meta.index))
+    if not files:
+        raise InputError(f"{root}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
+    # load the embedder up front so a bad checkpoint fails before any work is done
+    model = get_embedder(embedder, checkpoint=checkpoint, device=device)
+    ckpt_hash = _checkpoint_hash(checkpoint)
+
+    ws_root = resolve_workspace_path(workspace)
+    cache_dir = ws_root / CACHE_DIR / INGEST_CACHE
+    results: dict[str, FileResult] = {}
+    pending: list[tuple[Path, FileResult, list[np.ndarray]]] = []
+    n_cached = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        audios = [a for _, _, pieces in pending for a in pieces]
+        emb = embed_segments(
+            embedder,
+            audios,
+            jobs=jobs,
+            progress=progress,
+            checkpoint=checkpoint,
+            device=device,
+            desc="embedding",
+        )
+        pos = 0
+        for cache_path, res, pieces in pending:
+            res.embeddings = emb[pos : pos + len(pieces)]
+            pos += len(pieces)
+            _save_cache(cache_path, res)
+        pending.clear()
+
+    used_keys: set[str] = set()
+    bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
+    for rel in bar:
+        path = root / rel
+        key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+        used_keys.add(key)
+        cache_path = cache_dir / f"{key}.npz"
+        hit = _load_cache(cache_path, rel) if cache_path.is_file() else None
+        if hit is not None:
+            results[rel] = hit
+            n_cached += 1
+            continue
+        res, pieces = _segment_file(path, rel, cfg, telephony)
+        results[rel] = res
+        if res.skipped:
+            _save_cache(cache_path, replace(res, embeddings=np.zeros((0, model.dim), np.float32)))
+            continue
+        pending.append((cache_path, res, pieces))
+        if sum(len(p) for _, _, p in pending) >= GROUP_SEGMENTS:
+            flush()
+    flush()
+    bar.close()
+
+    skipped = [{"file": rel, "reason": results[rel].skipped} for rel in files if results[rel].skipped]
+    used = [rel for rel in files if not results[rel].skipped]
+    if not used:
+        listing = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped)
+        raise InputError(f"{root}: no usable audio (every file was skipped: {listing})")
+
+    segments, embeddings = _build_table(root, used, results, meta)
+    provenance = {
+        "command": "ingest",
+        "audio_root": str(root),
+        "segmentation": cfg.to_dict(),
+        "embedder": embedder,
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": ckpt_hash,
+        "telephony": telephony,
+        "metadata": str(Path(metadata).expanduser().resolve()) if metadata else None,
+        "files": len(files),
+        "skipped": skipped,
+    }
+    ws = Workspace.create(
+        ws_root, segments, embeddings, embedder=embedder, sample_rate=SAMPLE_RATE, provenance=provenance
+    )
+    # the cache holds what the workspace was last built from: entries of deleted or changed files,
+    # or of other settings, would otherwise pile up with every re-ingest
+    for stale in cache_dir.glob("*.npz"):
+        if stale.stem not in used_keys:
+            stale.unlink(missing_ok=True)
+    return IngestResult(
+        workspace=ws,
+        files=len(files),
+        segments=len(segments),
+        seconds=float(segments["duration_s"].sum()),
+        computed=len(files) - n_cached,
+        cached=n_cached,
+        skipped=skipped,
+    )
+
+
+def _segment_stems(used: list[str]) -> dict[str, str]:
+    """rel path -> id stem (path without extension; with it where two files would collide)."""
+    stems = {rel: rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel for rel in used}
+    counts = pd.Series(list(stems.values())).value_counts()
+    return {rel: (rel if counts[stem] > 1 else stem) for rel, stem in stems.items()}
+
+
+def _build_table(
+    root: Path, used: list[str], results: dict[str, FileResult], meta: pd.DataFrame | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    stems = _segment_stems(used)
+    rows: list[dict] = []
+    embs = []
+    meta_cols = list(meta.columns) if meta is not None else []
+    for rel in used:
+        res = results[rel]
+        attrs = (
+            {c: (meta.at[rel, c] if rel in meta.index else "") for c in meta_cols} if meta is not None else {}
+        )
+        for i, (start, end) in enumerate(zip(res.starts.tolist(), res.ends.tolist(), strict=True)):
+            rows.append(
+                {
+                    "segment_id": f"{stems[rel]}#{i:04d}",
+                    "source": rel,
+                    "start_s": round(start, 4),
+                    "end_s": round(end, 4),
+                    "duration_s": round(end - start, 4),
+                    **attrs,
+                }
+            )
+        embs.append(res.embeddings)
+    frame = pd.DataFrame(rows, columns=[*SEGMENT_BASE_COLUMNS, *meta_cols])
+    return frame, np.concatenate(embs).astype(np.float32)

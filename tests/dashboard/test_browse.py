@@ -1,0 +1,134 @@
+"""core.dashboard.browse (latent table / latent page from a stored CSC index), core.dashboard.projection, core.dashboard.views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.dashboard import browse
+from core.dashboard import views as dashboard
+from core.dashboard.projection import load_projection, save_projection
+from core.errors import NotFoundError
+from core.sae import SAEConfig, create_sae
+from core.sae.checkpoint import save_sae
+from core.workspace.workspace import Workspace
+
+N, D_IN, D_SAE = 300, 8, 12
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("browse")
+    lang = np.where(np.arange(N) % 3 == 0, "es", "en")
+    seg = pd.DataFrame(
+        {
+            "segment_id": [f"s{i}" for i in range(N)],
+            "source": "x.wav",
+            "start_s": 0.0,
+            "end_s": 1.0,
+            "duration_s": 1.0,
+            "language": lang,
+            "gender": np.where(np.arange(N) % 2 == 0, "f", "m"),
+            "speaker": [f"p{i % 30}" for i in range(N)],
+        }
+    )
+    ws = Workspace.create(
+        root / "ws", seg, rng.standard_normal((N, D_IN)).astype(np.float32), embedder="x", sample_rate=0
+    )
+    z = np.where(rng.random((N, D_SAE)) < 0.2, rng.random((N, D_SAE)), 0).astype(np.float32)
+    z[:, 0] = np.where(lang == "es", 1.0 + rng.random(N), 0)  # latent 0 = Spanish, exactly
+    z[:, 5] = 0  # dead
+    w_dec = rng.standard_normal((D_SAE, D_IN)).astype(np.float32)
+    w_dec[7] = 3 * w_dec[2] + 0.01 * rng.standard_normal(D_IN)  # 7 is 2's nearest
+    sae = create_sae(SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=3))
+    with torch.no_grad():  # raw weights (not unit-norm): the page must normalise decoder rows itself
+        sae.W_dec.copy_(torch.from_numpy(w_dec))
+        sae.W_enc.copy_(torch.from_numpy(w_dec.T.copy()))
+    save_sae(sae, ws.models_dir / "topk-L12-K3", metrics={"nmse": 0.1, "l0": 3, "dead_fraction": 1 / 12})
+    idx = browse.build_index(ws, "topk-L12-K3", chunk_rows=64, latents_fn=lambda ws, m, rows: z[rows])
+    return ws, z, w_dec, idx
+
+
+def test_models_table(setup):
+    ws, *_ = setup
+    t = browse.models_table(ws)
+    assert list(t["model"]) == ["topk-L12-K3"] and t["k"].iloc[0] == 3
+    assert abs(t["dead_pct"].iloc[0] - 100 / 12) < 1e-9
+    with pytest.raises(NotFoundError, match="topk-L12-K3"):
+        browse.get_model(ws, "nope")
+
+
+def test_index_matches_dense_and_is_stored(setup):
+    ws, z, _, idx = setup
+    for j in range(D_SAE):
+        rows, vals = idx.latent_slice(j)
+        expect = np.flatnonzero(z[:, j] > 0)
+        assert np.array_equal(rows, expect) and np.allclose(vals, z[expect, j])
+        assert np.allclose(idx.column(j), z[:, j])
+    again = browse.load_index(ws, "topk-L12-K3")
+    assert isinstance(again.rows, np.memmap) and np.array_equal(again.indptr, idx.indptr)
+    st = idx.stats
+    assert np.allclose(st["density"], (z > 0).mean(0))
+    assert np.allclose(st["max_activation"], z.max(0))
+    assert st.loc[5, "count"] == 0
+    assert st.loc[0, "association"] == "language=es" and st.loc[0, "association_f1"] == pytest.approx(1.0)
+
+
+def test_latent_table_carries_labels(setup):
+    _, _, _, idx = setup
+
+    class L:
+        name = "Spanish"
+
+    t = browse.latent_table(idx, {0: L()})
+    assert t.loc[0, "label"] == "Spanish" and t.loc[1, "label"] == ""
+
+
+def test_latent_page(setup):
+    ws, z, w_dec, idx = setup
+    dec = browse.decoder_directions(ws, "topk-L12-K3")
+    p = browse.latent_page(ws, idx, 0, n_top=5, decoder=dec)
+    assert p.count == int((z[:, 0] > 0).sum()) and p.max_activation == pytest.approx(z[:, 0].max())
+    assert list(p.top["row"]) == list(np.argsort(-z[:, 0])[:5])
+    assert (p.top["activation"].diff().dropna() <= 0).all()
+    assert set(p.top["language"]) == {"es"} and int(p.histogram["count"].sum()) == p.count
+    assert set(p.quantiles["quantile"]) == {0.1, 0.3, 0.5, 0.7, 0.9}
+    lang = p.breakdown[p.breakdown["attribute"] == "language"]
+    assert list(lang["value"]) == ["es"] and lang["top_share"].iloc[0] == 1.0
+    p2 = browse.latent_page(ws, idx, 2, decoder=dec)
+    assert p2.nearest["latent"].iloc[0] == 7 and p2.nearest["cosine"].iloc[0] > 0.99
+    dead = browse.latent_page(ws, idx, 5, decoder=dec)
+    assert dead.count == 0 and dead.top.empty
+    with pytest.raises(NotFoundError, match="out of range"):
+        browse.latent_page(ws, idx, D_SAE)
+
+
+def test_projection_roundtrip(setup):
+    ws, *_ = setup
+    assert load_projection(ws) is None
+    save_projection(ws, np.arange(10), np.zeros((10, 2)))
+    proj = load_projection(ws)
+    assert proj.coords.shape == (10, 2) and proj.rows.dtype == np.int64
+
+
+def test_signed_steering_and_cell_selection():
+    class Res:  # minimal stand-in for core.analysis.steering.SteeringResult in selected_cell
+        selection = {"precision_cell": [{"model": "topk-L200-K20", "latent": 15}]}
+
+    assert dashboard.selected_cell(Res(), "precision_cell") == ("topk-L200-K20", 15)
+    assert dashboard.selected_cell({"selection": {"recall_cell": []}}, "recall_cell") is None
+    assert dashboard.selected_cell(None) is None
+
+
+def test_nearest_rows_match_brute_force(setup):
+    ws, *_ = setup
+    x = np.asarray(ws.embeddings, dtype=np.float64)
+    q = x[17] + 0.1
+    cos = (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
+    rows, sims = dashboard.nearest_rows(ws, q, 5)
+    assert list(rows) == list(np.argsort(-cos)[:5]) and np.allclose(sims, np.sort(cos)[::-1][:5], atol=1e-5)
+    rows, _ = dashboard.nearest_rows(ws, x[17], 3, exclude_row=17)
+    assert 17 not in rows

@@ -1,0 +1,212 @@
+"""Every page's logic through streamlit.testing.v1.AppTest, on a small workspace built here."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dashboard_ws import build_workspace
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pages")
+    old = os.environ.get("VOXSAE_DATA")
+    build_workspace(root, "dash")
+    os.environ["VOXSAE_DATA"] = old or ""
+    return root
+
+
+@pytest.fixture()
+def ws(ws_root, monkeypatch):
+    """The dashboard's workspace; data_root() points at it during the test."""
+    from core.workspace.workspace import Workspace
+
+    monkeypatch.setenv("VOXSAE_DATA", str(ws_root))
+    monkeypatch.setenv("VOXSAE_WORKSPACE", "dash")
+    monkeypatch.setenv("VOXSAE_START_PAGE", "overview")  # restored after the test
+    return Workspace.open(ws_root / "dash")
+
+
+def app(page: str = "overview", **params) -> AppTest:
+    """The app opened on `page` (as a URL /page?params would open it)."""
+    os.environ["VOXSAE_START_PAGE"] = page
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_overview(ws):
+    at = app()
+    assert at.title and at.title[0].value == "Workspace dash", (at.main, at.sidebar)
+    assert at.metric[0].value == f"{len(ws.segments):,}"
+    models = at.dataframe[0].value
+    assert list(models["model"]) == ["topk-L16-K2", "topk-L16-K4", "topk-L32-K2", "topk-L32-K4"]
+    assert at.selectbox(key="_w_ws").value == "dash"
+    assert at.query_params["ws"] == ["dash"] or at.query_params["ws"] == "dash"
+
+
+def test_query_params_reopen_a_latent(ws):
+    at = app("latents", model="topk-L16-K2", latent=3)
+    assert at.selectbox(key="_w_model").value == "topk-L16-K2"
+    assert at.title[0].value.startswith("Latent 3")
+    qp = {k: at.query_params[k] for k in at.query_params}
+    assert "3" in str(qp.get("latent")) and "topk-L16-K2" in str(qp.get("model"))
+
+
+def test_latent_browser_and_page(ws):
+    at = app("latents")
+    assert at.title[0].value == "Latents of topk-L32-K4"
+    table = at.dataframe[0].value
+    assert {"latent", "label", "density", "max_activation", "association"} <= set(table.columns)
+    assert (table["density"] > 0).all()  # dead hidden by default
+    latent = int(table.sort_values("density", ascending=False)["latent"].iloc[0])
+    at.session_state["latent"] = latent
+    at.run()
+    assert not at.exception
+    assert at.title[0].value.startswith(f"Latent {latent}")
+    audio = at.get("audio")
+    assert len(audio) >= 10  # top + quantile segments, each with a player
+    assert at.get("vega_lite_chart"), "histogram / breakdown / UMAP charts"
+    near = [b for b in at.button if b.key and b.key.startswith("near_")]
+    assert near
+    near[0].click().run()
+    assert at.title[0].value.startswith(f"Latent {near[0].label}")
+
+
+def test_labeling_save_conflict_and_export(ws):
+    a = app("labeling")
+    b = app("labeling")
+    a.text_input(key="_w_author").input("ana").run()
+    fk = "topk-L32-K4_0_0"
+    a.text_input(key=f"name_{fk}").input("Spanish")
+    a.text_input(key=f"tags_{fk}").input("lang; es")
+    next(x for x in a.button if x.label == "Save label").click().run()
+    assert any("Saved label 'Spanish'" in s.value for s in a.success)
+    with sqlite3.connect(ws.labels_path) as con:
+        assert con.execute("select name, author, tags from labels").fetchall() == [
+            ("Spanish", "ana", '["lang", "es"]')
+        ]
+    # tab b opened the form before a saved: its save is refused, nothing is lost
+    b.text_input(key=f"name_{fk}").input("Other idea")
+    next(x for x in b.button if x.label == "Save label").click().run()
+    assert any("after you opened it" in w.value for w in b.warning)
+    with sqlite3.connect(ws.labels_path) as con:
+        assert con.execute("select name from labels").fetchall() == [("Spanish",)]
+        assert {r[0] for r in con.execute("select name from label_history")} == {"Spanish", "Other idea"}
+    assert len(a.get("download_button")) == 2
+    # the browser's table shows the label
+    at = app("latents")
+    table = at.dataframe[0].value
+    assert "Spanish" in set(table["label"])
+
+
+def test_grid_page_and_opening_a_cell(ws):
+    at = app("grid")
+    assert at.title[0].value == "Precision / recall grid"
+    assert len(at.get("vega_lite_chart")) == 2
+    import json
+
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert "precision_cell" in json.dumps(spec)  # the click selection is wired
+    pick = at.selectbox[-1]
+    option = next(o for o in pick.options if o.startswith("topk-L16-K2"))
+    pick.select(option).run()
+    # the page switched to the latent (AppTest does not render the target of st.switch_page)
+    assert at.session_state["model"] == "topk-L16-K2"
+    assert not at.exception
+
+
+def test_splitting_page(ws):
+    at = app("splitting")
+    assert at.title[0].value == "Feature splitting"
+    assert at.get("vega_lite_chart")
+    assert any(s.value == "Detected splits" for s in at.subheader)
+
+
+def test_steering_slider_changes_means(ws):
+    at = app("steering")
+    assert at.title[0].value == "Steering"
+    means1 = at.table[0].value.copy()  # rows: quantities, columns: classes
+    assert list(means1.columns) == ["es", "en"]  # the paper's first task: language es vs en
+    at.slider(key="_w_steer_value").set_value(2.5).run()
+    means2 = at.table[0].value
+    assert list(means1.loc["mean delta_s after"]) != list(means2.loc["mean delta_s after"])
+    assert list(means1.loc["mean delta_s before"]) == list(means2.loc["mean delta_s before"])
+    assert list(means2.loc["v_phi set to"]) == ["-2.5000", "+2.5000"]
+    at.slider(key="_w_steer_value").set_value(0.0).run()
+    m0 = at.table[0].value
+    assert list(m0.loc["mean delta_s before"]) == list(m0.loc["mean delta_s after"])
+    at.radio[0].set_value(at.radio[0].options[1]).run()
+    assert list(at.table[0].value.columns) == ["es"]
+    assert not at.exception
+
+
+def test_probe_a_segment(ws):
+    at = app("probe")
+    assert at.title[0].value == "Probe a clip"
+    lat = at.dataframe[0].value
+    assert {"latent", "activation", "label"} <= set(lat.columns) and len(lat) >= 1
+    assert (lat["activation"].diff().dropna() <= 0).all()
+    assert len(at.get("audio")) >= 2
+    at.selectbox(key="_w_probe_segment").select("seg0100").run()
+    assert not at.exception
+
+
+def test_no_workspace_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOXSAE_DATA", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert any("No workspace found" in w.value for w in at.warning)
+
+
+def test_probe_an_uploaded_clip_core_path(ws):
+    """What the probe page does with an upload: load -> embed with the workspace's embedder -> probe."""
+    from core.audio.read import load_audio, save_wav
+    from core.dashboard import views as dashboard
+
+    t = np.arange(3 * 16_000) / 16_000
+    path = ws.root.parent / "upload.wav"
+    save_wav(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000)
+    emb = dashboard.embed_clip(ws, load_audio(path))
+    assert emb.shape == (ws.dim,) and np.isfinite(emb).all()
+    res = dashboard.probe_embedding(ws, "topk-L32-K4", emb, n_nearest=3)
+    assert len(res.nearest) == 3 and (res.nearest["cosine"].diff().dropna() <= 0).all()
+    assert (res.latents["activation"] > 0).all()
+
+
+def test_dashboard_cache_command(ws):
+    """`python -m core dashboard-cache` builds what is missing and leaves the rest."""
+    import shutil
+
+    from core.cli import main
+    from core.dashboard.browse import list_models, load_index
+
+    shutil.rmtree(ws.cache_dir / "browse")
+    assert load_index(ws, "topk-L16-K2") is None
+    assert main(["dashboard-cache", "--workspace", str(ws.root), "--no-umap"]) == 0
+    assert all(load_index(ws, m.name) is not None for m in list_models(ws))
+
+
+def test_links_to_missing_latents_or_models_say_so(ws):
+    at = app("latents", model="topk-L32-K4", latent=999)
+    assert any("has no latent 999" in w.value and "0-31" in w.value for w in at.warning), at.warning
+    assert at.title[0].value == "Latents of topk-L32-K4"  # the list instead
+    at = app("steering", model="topk-L32-K4", steer_latent=999)
+    assert any("has no latent 999" in w.value for w in at.warning)
+    assert 0 <= at.number_input(key="_w_steer_latent").value < 32
+    at = app("labeling", model="topk-L32-K4", latent=-3)
+    assert any("has no latent -3" in w.value for w in at.warning)
+    at = app("overview", model="topk-L99-K9")
+    assert any("has no model 'topk-L99-K9'" in w.value for w in at.sidebar.warning)

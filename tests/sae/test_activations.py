@@ -1,0 +1,69 @@
+"""Workspace latents: equal to the model's encode, cached sparse per (model, fingerprint, weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sae_synth import segments_for, synthetic_embeddings
+
+from core.errors import InputError
+from core.sae.activations import encode_array, latents, reconstruct, sparse_codes
+from core.training.trainer import TrainConfig, open_model, train_grid
+from core.workspace.workspace import Workspace
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    x, _ = synthetic_embeddings(n=400)
+    ws = Workspace.create(tmp_path / "ws", segments_for(400), x, embedder="synthetic", sample_rate=0)
+    train_grid(ws, TrainConfig(archs=("topk", "relu"), latents=(20,), ks=(3,), epochs=1), progress=False)
+    return ws, x
+
+
+@pytest.mark.parametrize("name", ["topk-L20-K3", "relu-L20"])
+def test_latents_match_encode_and_cache(trained, name):
+    ws, x = trained
+    sae = open_model(ws, name)
+    with torch.no_grad():
+        want = sae.encode(torch.from_numpy(x)).numpy()
+    got = latents(ws, name)
+    assert got.dtype == np.float32 and got.shape == (400, 20)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(encode_array(sae, x), want, atol=1e-6)
+    cache = list((ws.cache_dir / "activations").glob(f"{name}-{ws.fingerprint}-*.npz"))
+    assert len(cache) == 1
+    idx, val = sparse_codes(ws, name)
+    if name.startswith("topk"):
+        assert idx.shape == (400, 3)
+    mtime = cache[0].stat().st_mtime_ns
+    rows = np.array([5, 0, 399])
+    np.testing.assert_allclose(latents(ws, name, rows=rows), want[rows], atol=1e-6)
+    assert cache[0].stat().st_mtime_ns == mtime  # served from the cache
+    np.testing.assert_allclose(
+        reconstruct(sae, got), sae(torch.from_numpy(x)).recon.detach().numpy(), atol=1e-5
+    )
+
+
+def test_bad_requests(trained):
+    ws, x = trained
+    sae = open_model(ws, "topk-L20-K3")
+    with pytest.raises(InputError, match=r"\[n, 16\]"):
+        encode_array(sae, x[:, :8])
+    with pytest.raises(InputError, match="out of range"):
+        latents(ws, "topk-L20-K3", rows=np.array([400]))
+    # a corrupt cache file is recomputed, not trusted
+    latents(ws, "topk-L20-K3")
+    cache = next((ws.cache_dir / "activations").glob("topk-L20-K3-*.npz"))
+    cache.write_bytes(b"garbage")
+    np.testing.assert_allclose(
+        latents(ws, "topk-L20-K3", rows=np.array([1])), encode_array(sae, x[1:2]), atol=1e-6
+    )
