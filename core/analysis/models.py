@@ -2,40 +2,24 @@
 embedder and dim, `--model-workspace`), their latents on this workspace's rows, and their decoder
 as an affine map (what steering needs).
 
-Thin layer over core.training.trainer (list_models/open_model) and core.sae.activations (cached latents).
+Thin layer over core.sae.catalog (the one model catalogue) and core.sae.activations (cached latents).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from core.constants import SAE_CFG_JSON
 from core.errors import InputError, NotFoundError
+from core.sae.catalog import ModelInfo, list_models, load_cached, open_model
+from core.sae.catalog import check_latent as check_latent
 from core.workspace.workspace import Workspace
 
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One SAE as the analyses see it."""
-
-    name: str
-    arch: str
-    d_sae: int
-    k: int | None
-    path: Path
-    workspace: Workspace
-    """The workspace the SAE was trained on (may differ from the analysed one)."""
-
-    @property
-    def checksum(self) -> str:
-        return model_checksum(self.path)
+ModelRef = ModelInfo
+"""One SAE as the analyses see it: the catalogue's ModelInfo, whose `workspace` is the one the SAE
+was trained on (it may differ from the analysed workspace)."""
 
 
 def _ws(ws: Workspace | str) -> Workspace:
@@ -65,8 +49,6 @@ def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
 
 def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None = None) -> list[ModelRef]:
     """Every SAE of `model_workspace` (default: `ws` itself), checked against `ws`."""
-    from core.training.trainer import list_models
-
     ws = _ws(ws)
     mws = ws if model_workspace is None else _ws(model_workspace)
     check_compatible(ws, mws)
@@ -78,16 +60,7 @@ def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None
                 f"model {info.name} of workspace {mws.name} takes {d_in}-d inputs but workspace "
                 f"{ws.name} has {ws.dim}-d embeddings"
             )
-        refs.append(
-            ModelRef(
-                name=info.name,
-                arch=str(info.arch),
-                d_sae=int(info.d_sae),
-                k=None if info.k is None else int(info.k),
-                path=Path(info.path),
-                workspace=mws,
-            )
-        )
+        refs.append(info)
     return refs
 
 
@@ -102,46 +75,9 @@ def find_model(ws: Workspace | str, name: str, model_workspace=None) -> ModelRef
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _checksum(path: str, mtime: float, size: int) -> str:
-    digest = hashlib.sha256()
-    p = Path(path)
-    files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix in {".safetensors", ".json"})
-    for q in files:
-        if q.name.startswith("training_state") or q.name.startswith("."):
-            continue
-        digest.update(q.name.encode())
-        digest.update(q.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def model_checksum(path: Path) -> str:
-    """Content hash of a model's weights: the SHA-256 its cfg.json records, else a hash of its files."""
-    path = Path(path)
-    try:
-        cfg = json.loads((path / SAE_CFG_JSON).read_text())
-        sha = cfg.get("voxsae", {}).get("weights_sha256")
-        if sha:
-            return str(sha)[:16]
-    except (OSError, ValueError, AttributeError):
-        pass
-    weights = [q for q in path.glob("*.safetensors")]
-    st = max((q.stat().st_mtime for q in weights), default=path.stat().st_mtime)
-    size = sum(q.stat().st_size for q in weights)
-    return _checksum(str(path), st, size)
-
-
-@functools.lru_cache(maxsize=128)
-def _open(path: str, checksum: str):
-    from core.sae.checkpoint import load_sae
-
-    sae = load_sae(Path(path))
-    sae.eval()
-    return sae
-
-
 def open_sae(ref: ModelRef):
-    return _open(str(ref.path), ref.checksum)
+    """The loaded SAE of `ref` (shared, cached by weights version)."""
+    return open_model(ref.workspace, ref)
 
 
 def _encode_array(sae, x: np.ndarray) -> np.ndarray:
@@ -202,7 +138,7 @@ def decode_array(sae, z: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=128)
 def _affine(path: str, checksum: str) -> tuple[np.ndarray, np.ndarray]:
-    sae = _open(path, checksum)
+    sae = load_cached(path, checksum, "cpu")
     d_sae = int(sae.cfg.d_sae)
     b = decode_array(sae, np.zeros((1, d_sae), np.float32))[0]
     w = decode_array(sae, np.eye(d_sae, dtype=np.float32)) - b[None, :]
@@ -218,10 +154,3 @@ def _affine(path: str, checksum: str) -> tuple[np.ndarray, np.ndarray]:
 def decoder_affine(ref: ModelRef) -> tuple[np.ndarray, np.ndarray]:
     """(W [d_sae, d_in], b [d_in]) with decode(z) == z @ W + b."""
     return _affine(str(ref.path), ref.checksum)
-
-
-def check_latent(ref: ModelRef, latent: int) -> int:
-    latent = int(latent)
-    if not 0 <= latent < ref.d_sae:
-        raise NotFoundError(f"model {ref.name}: latent {latent} is out of range (0..{ref.d_sae - 1})")
-    return latent

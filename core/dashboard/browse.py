@@ -66,12 +66,6 @@ def _num(v):
         return None
 
 
-def _model_stamp(model: ModelInfo) -> str:
-    w = model.path / SAE_WEIGHTS_SAFETENSORS
-    st = w.stat()
-    return f"{int(st.st_mtime_ns) % 10**12:x}{st.st_size:x}"
-
-
 @functools.lru_cache(maxsize=16)
 def _decoder_unit(path: str, stamp: str) -> np.ndarray:
     from safetensors.numpy import load_file
@@ -87,7 +81,7 @@ def _decoder_unit(path: str, stamp: str) -> np.ndarray:
 def decoder_directions(ws, model: str) -> np.ndarray:
     """Unit-norm decoder rows W_dec [d_sae, d_in]."""
     m = get_model(ws, model)
-    return _decoder_unit(str(m.path), _model_stamp(m))
+    return _decoder_unit(str(m.path), m.version)
 
 
 # -- the activation index ---------------------------------------------------------------------
@@ -114,7 +108,7 @@ class LatentIndex:
 
 
 def index_dir(ws, model: ModelInfo) -> Path:
-    return ws.cache_dir / BROWSE_CACHE / f"{model.name}-{ws.fingerprint}-{_model_stamp(model)}"
+    return ws.cache_dir / BROWSE_CACHE / f"{model.name}-{ws.fingerprint}-{model.version}"
 
 
 def _entries_from_sparse_codes(ws, model: str, d_sae: int, progress):

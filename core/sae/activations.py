@@ -21,7 +21,7 @@ from core import atomic
 from core.constants import ACTIVATIONS_DIR
 from core.errors import InputError
 from core.sae import SAE
-from core.sae.checkpoint import read_cfg
+from core.sae.catalog import ModelInfo, get_model, open_model
 from core.workspace.workspace import Workspace
 
 
@@ -87,17 +87,15 @@ def reconstruct(sae: SAE, z: np.ndarray) -> np.ndarray:
     return sae.decode(torch.from_numpy(z).to(sae.W_enc.device)).cpu().numpy()
 
 
-def _cache_path(ws: Workspace, model_name: str):
-    sha = read_cfg(ws.models_dir / model_name)["voxsae"]["weights_sha256"][:12]
-    return ws.cache_dir / ACTIVATIONS_DIR / f"{model_name}-{ws.fingerprint}-{sha}.npz"
+def _cache_path(ws: Workspace, info: ModelInfo):
+    return ws.cache_dir / ACTIVATIONS_DIR / f"{info.name}-{ws.fingerprint}-{info.version}.npz"
 
 
 def sparse_codes(ws: Workspace, model_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Cached (indices, values) of every workspace row for the model."""
-    from core.training.trainer import open_model
-
-    sae = open_model(ws, model_name)
-    path = _cache_path(ws, model_name)
+    info = get_model(ws, model_name)
+    sae = open_model(ws, info)
+    path = _cache_path(ws, info)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -120,7 +118,7 @@ def sparse_codes(ws: Workspace, model_name: str) -> tuple[np.ndarray, np.ndarray
 def latents(ws: Workspace, model_name: str, rows: np.ndarray | None = None) -> np.ndarray:
     """Dense latents float32 [n, d_sae] of the workspace rows (all rows when rows is None)."""
     idx, val = sparse_codes(ws, model_name)
-    d_sae = int(read_cfg(ws.models_dir / model_name)["voxsae"]["config"]["d_sae"])
+    d_sae = get_model(ws, model_name).d_sae
     if rows is not None:
         rows = np.asarray(rows)
         if rows.dtype == bool:

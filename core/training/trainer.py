@@ -37,10 +37,10 @@ from safetensors.torch import save as st_save
 
 from core import atomic
 from core.constants import DEFAULT_WORKSPACE, SPLIT_SAE, TRAINING_DIR, TRAINING_STATE
-from core.errors import InputError, NotFoundError, VoxSAEError
+from core.errors import InputError, VoxSAEError
 from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
-from core.sae.catalog import ModelInfo, list_models, read_cfg, read_metrics  # noqa: F401 - re-exported
-from core.sae.checkpoint import load_sae, save_sae
+from core.sae.catalog import ModelInfo, list_models, open_model, read_cfg, read_metrics  # noqa: F401 - re-exported
+from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
 from core.workspace.workspace import Workspace
 
@@ -111,22 +111,6 @@ class _Spec:
 def model_name(arch: str, d_sae: int, k: int | None = None) -> str:
     """'topk-L200-K20'; 'relu-L200' (relu has no K)."""
     return f"{arch}-L{int(d_sae)}" if arch == "relu" or k is None else f"{arch}-L{int(d_sae)}-K{int(k)}"
-
-
-def open_model(ws: Workspace, name: str, device: str = "cpu") -> SAE:
-    """Load model `name` of the workspace; NotFoundError lists the available names."""
-    path = ws.models_dir / name
-    if "/" in name or name.startswith(".") or not (path / "cfg.json").is_file():
-        names = [m.name for m in list_models(ws)]
-        raise NotFoundError(
-            f"workspace {ws.name}: no model {name!r} (available: {', '.join(names) or 'none; run `python -m core train`'})"
-        )
-    sae = load_sae(path, device=device)
-    if sae.cfg.d_in != ws.dim:
-        raise InputError(
-            f"model {name} takes {sae.cfg.d_in}-d inputs but workspace {ws.name} has {ws.dim}-d embeddings"
-        )
-    return sae
 
 
 # -- data ---------------------------------------------------------------------------------------
