@@ -26,13 +26,10 @@ except the steering session):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 
-from core import atomic
-from core.analysis.models import results_suffix
+from core.analysis.store import ResultStore, content_key
 from core.constants import ANALYSES_MANIFEST_JSON, DEFAULT_FEATURES
 from core.errors import NotFoundError, VoxSAEError
 from core.workspace.workspace import Workspace
@@ -62,36 +59,12 @@ def paper_model(models: list[str]) -> str | None:
     return PAPER_MODEL if PAPER_MODEL in models else None
 
 
-def _key(ws: Workspace, refs, features, model_workspace) -> str:
-    h = hashlib.sha256()
-    # the models' workspace by resolved root: a name, a path or a Workspace give the same key
-    mroot = None if model_workspace is None else str(_open(model_workspace).root.resolve())
-    h.update(json.dumps([_VERSION, ws.fingerprint, features, mroot]).encode())
-    for r in refs:
-        h.update(f"{r.name}:{r.checksum}".encode())
-    return h.hexdigest()[:16]
-
-
-def _manifest_path(ws: Workspace, model_workspace=None):
-    suffix = results_suffix(ws, model_workspace)
-    return ws.analyses_dir / (
-        ANALYSES_MANIFEST_JSON.replace(".json", f"{suffix}.json") if suffix else ANALYSES_MANIFEST_JSON
-    )
+MANIFEST = ANALYSES_MANIFEST_JSON.removesuffix(".json")
 
 
 def load_manifest(ws: Workspace | str, model_workspace=None) -> dict | None:
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    path = _manifest_path(ws, model_workspace)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
-
-
-def _open(ws: Workspace | str) -> Workspace:
-    return ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    """What `analyze` last computed; None when never run, or when the workspace or a model changed."""
+    return ResultStore(ws, model_workspace).load_json("", MANIFEST)
 
 
 def run_analyses(
@@ -108,18 +81,18 @@ def run_analyses(
     from core.analysis.steering import run_steering
     from core.analysis.suggestions import compute_suggestions
 
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    refs = list_model_refs(ws, model_workspace)
+    store = ResultStore(ws, model_workspace)
+    ws = store.ws
+    refs = list_model_refs(ws, store.model_ws)
     if not refs:
         raise NotFoundError(
-            f"workspace {(model_workspace or ws.name)}: no trained models (run `python -m core train` first)"
+            f"workspace {store.model_ws.name}: no trained models (run `python -m core train` first)"
         )
     features, skipped = default_features(ws)
-    key = _key(ws, refs, features, model_workspace)
-    old = load_manifest(ws, model_workspace)
-    if old and old.get("key") == key and not force:
-        old["up_to_date"] = True
-        return old
+    inputs = store.inputs(refs, features=features, version=_VERSION)
+    old = None if force else store.load_json("", MANIFEST, inputs)
+    if old is not None:
+        return {**old, "up_to_date": True}
 
     def log(msg: str) -> None:
         if progress:
@@ -175,10 +148,10 @@ def run_analyses(
         compute_suggestions(ws, ref.name, model_workspace=model_workspace)
     manifest = {
         "version": _VERSION,
-        "key": key,
+        "key": content_key(inputs),
         "workspace": ws.name,
         "fingerprint": ws.fingerprint,
-        "model_workspace": ws.name if model_workspace is None else _open(model_workspace).name,
+        "model_workspace": store.model_ws.name,
         "models": [
             {"name": r.name, "arch": r.arch, "d_sae": r.d_sae, "k": r.k, "checksum": r.checksum} for r in refs
         ],
@@ -188,9 +161,8 @@ def run_analyses(
         "seconds": round(time.time() - t0, 1),
         "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic.write_json(_manifest_path(ws, model_workspace), manifest)
-    manifest["up_to_date"] = False
-    return manifest
+    manifest = store.save_json("", MANIFEST, manifest, inputs)
+    return {**manifest, "up_to_date": False}
 
 
 def add_arguments(parser) -> None:

@@ -15,7 +15,7 @@ analyses/features/ with the workspace fingerprint, so a rerun reuses exactly the
 from __future__ import annotations
 
 import hashlib
-import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,14 @@ def dataset_key(attribute: str, positive: str, negatives: list[str]) -> str:
     if len(safe) > 80:
         safe = safe[:60] + "-" + hashlib.sha1(raw.encode()).hexdigest()[:10]
     return safe
+
+
+def split_hash(ds: FeatureDataset) -> str:
+    """Hash of the dataset's train/test rows and labels."""
+    h = hashlib.sha256()
+    for arr in (ds.train_rows, ds.test_rows, ds.y_train, ds.y_test):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -205,10 +213,7 @@ class FeatureDataset:
         test_size = default_test_size(attribute) if test_size is None else float(test_size)
         path = cls.path_for(ws, attribute, str(positive), negs)
         if path.is_file():
-            try:
-                saved = cls.from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError):
-                saved = None
+            saved = _read_dataset(ws, path)
             if (
                 saved is not None
                 and saved.fingerprint == ws.fingerprint
@@ -342,7 +347,17 @@ def load_feature_dataset(
 ) -> FeatureDataset | None:
     """The saved dataset, or None when none was saved (the dashboard calls this)."""
     negs = _resolve_values(ws, attribute, positive, negatives)
-    path = FeatureDataset.path_for(ws, attribute, str(positive), negs)
-    if not path.is_file():
+    saved = _read_dataset(ws, FeatureDataset.path_for(ws, attribute, str(positive), negs))
+    return saved if saved is not None and saved.fingerprint == ws.fingerprint else None
+
+
+def _read_dataset(ws: Workspace, path: Path) -> FeatureDataset | None:
+    """The dataset saved at `path`; None when missing or corrupt (said, then rebuilt)."""
+    from core.analysis.store import ResultStore
+
+    raw = ResultStore(ws).read_json(path)
+    try:
+        return None if raw is None else FeatureDataset.from_json(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"warning: {path}: corrupt feature dataset ({exc}); rebuilding", file=sys.stderr)
         return None
-    return FeatureDataset.from_json(json.loads(path.read_text()))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core import atomic
 from core.analysis.datasets import _resolve_values, dataset_key
-from core.analysis.models import results_suffix
+from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import GRID_SUBDIR
 from core.workspace.workspace import Workspace
 
@@ -47,10 +46,6 @@ def grid_frame(identification: dict) -> pd.DataFrame:
     return df.sort_values(["arch", "d_sae", "k"], na_position="first").reset_index(drop=True)
 
 
-def _path(ws: Workspace, key: str):
-    return ws.analyses_dir / GRID_SUBDIR / f"{key}.parquet"
-
-
 def compute_grid(
     ws: Workspace | str,
     attribute: str,
@@ -63,21 +58,20 @@ def compute_grid(
     """Grid from the (computed or stored) identification; written to analyses/grid/<key>.parquet."""
     from core.analysis.identification import identify
 
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    store = ResultStore(ws, model_workspace)
     if identification is None:
-        identification = identify(ws, attribute, positive, negatives, model_workspace=model_workspace)
-    df = grid_frame(identification)
-    atomic.write_parquet(_path(ws, identification["key"] + results_suffix(ws, model_workspace)), df)
-    return df
+        identification = identify(store.ws, attribute, positive, negatives, model_workspace=model_workspace)
+    inputs = {k: v for k, v in identification[INPUTS].items() if k != CONTENT_KEY}
+    return store.save_frame(GRID_SUBDIR, identification["key"], grid_frame(identification), inputs)
 
 
 def load_grid(
     ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
 ) -> pd.DataFrame | None:
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    negs = _resolve_values(ws, attribute, positive, negatives)
-    path = _path(ws, dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace))
-    return pd.read_parquet(path) if path.is_file() else None
+    """The stored grid; None when not computed, or when the workspace or a model changed since."""
+    store = ResultStore(ws, model_workspace)
+    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    return store.load_frame(GRID_SUBDIR, dataset_key(attribute, str(positive), negs))
 
 
 def k_label(k) -> str:

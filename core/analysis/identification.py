@@ -15,23 +15,22 @@ Command: python -m core identify --workspace NAME --attribute language --positiv
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import atomic
-from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key
-from core.analysis.models import ModelRef, encode_rows, list_model_refs, results_suffix
+from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key, split_hash
+from core.analysis.models import ModelRef, encode_rows, list_model_refs
+from core.analysis.store import ResultStore
 from core.constants import IDENTIFICATION_SUBDIR
 from core.errors import NotFoundError
 from core.workspace.workspace import Workspace
 
 TOP_N = 5
 _VERSION = 1
+KIND = IDENTIFICATION_SUBDIR
 
 
 def detector_scores(active: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,17 +105,6 @@ def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=Non
     }
 
 
-def _result_path(ws: Workspace, key: str, model_workspace: Workspace | None) -> Path:
-    return ws.analyses_dir / IDENTIFICATION_SUBDIR / f"{key}{results_suffix(ws, model_workspace)}.json"
-
-
-def _split_hash(ds: FeatureDataset) -> str:
-    h = hashlib.sha256()
-    for arr in (ds.train_rows, ds.test_rows, ds.y_train, ds.y_test):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:16]
-
-
 def identify(
     ws: Workspace | str,
     attribute: str,
@@ -128,31 +116,20 @@ def identify(
     progress: bool = False,
     force: bool = False,
 ) -> dict:
-    """Identify the latent of every model; reuses stored per-model results when nothing changed."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    mws = (
-        None
-        if model_workspace is None
-        else (model_workspace if isinstance(model_workspace, Workspace) else Workspace.open(model_workspace))
-    )
+    """Identify the latent of every model; reuses the stored result of every model whose weights
+    did not change, when the workspace content and the dataset split did not change either."""
+    store = ResultStore(ws, model_workspace)
+    ws = store.ws
     ds = dataset or FeatureDataset.load_or_build(ws, attribute, positive, negatives)
-    refs = list_model_refs(ws, mws)
+    refs = list_model_refs(ws, store.model_ws)
     if not refs:
-        where = (mws or ws).name
-        raise NotFoundError(f"workspace {where}: no trained models (run `python -m core train` first)")
-    path = _result_path(ws, ds.key, mws)
-    split_hash = _split_hash(ds)
-    previous: dict = {}
-    if path.is_file() and not force:
-        try:
-            old = json.loads(path.read_text())
-            if old.get("split_hash") == split_hash and old.get("version") == _VERSION:
-                previous = {m["model"]: m for m in old.get("models", [])}
-                probe = old.get("probe_accuracy")
-        except ValueError:
-            previous = {}
-    if not previous:
-        probe = probe_accuracy_raw(ws, ds)
+        raise NotFoundError(
+            f"workspace {store.model_ws.name}: no trained models (run `python -m core train` first)"
+        )
+    inputs = store.inputs(refs, split=split_hash(ds), version=_VERSION)
+    old = None if force else store.load_reusable(KIND, ds.key, inputs)
+    previous = {m["model"]: m for m in old["models"]} if old else {}
+    probe = old["probe_accuracy"] if old else probe_accuracy_raw(ws, ds)
     results = []
     iterator = refs
     if progress:
@@ -160,55 +137,37 @@ def identify(
 
         iterator = tqdm(refs, desc=f"identify {ds.key}", file=sys.stderr, leave=False)
     for ref in iterator:
-        old = previous.get(ref.name)
-        if old is not None and old.get("checksum") == ref.checksum:
-            res = dict(old)
-        else:
+        res = previous.get(ref.name)
+        if res is None or res.get("checksum") != ref.checksum:
             res = identify_model(ws, ref, ds)
-        res["probe_accuracy"] = probe
-        results.append(res)
+        results.append({**res, "probe_accuracy": probe})
     out = {
         "version": _VERSION,
         "workspace": ws.name,
         "fingerprint": ws.fingerprint,
-        "model_workspace": (mws or ws).name,
+        "model_workspace": store.model_ws.name,
         "attribute": ds.attribute,
         "positive": ds.positive,
         "negatives": ds.negatives,
         "classes": list(ds.class_names),
         "key": ds.key,
-        "split_hash": split_hash,
+        "split_hash": inputs["split"],
         "n_train": int(len(ds.train_rows)),
         "n_test": int(len(ds.test_rows)),
         "probe_accuracy": probe,
         "models": results,
     }
-    if out != _load_json(path):
-        atomic.write_json(path, out)
-    return out
-
-
-def _load_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
+    return store.save_json(KIND, ds.key, out, inputs)
 
 
 def load_identification(
     ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
 ) -> dict | None:
-    """The stored identification result (dict, see `identify`), or None when not computed."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    negs = _resolve_values(ws, attribute, positive, negatives)
-    mws = (
-        None
-        if model_workspace is None
-        else (model_workspace if isinstance(model_workspace, Workspace) else Workspace.open(model_workspace))
-    )
-    return _load_json(_result_path(ws, dataset_key(attribute, str(positive), negs), mws))
+    """The stored identification result (dict, see `identify`); None when not computed, or when
+    the workspace or a model changed since."""
+    store = ResultStore(ws, model_workspace)
+    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    return store.load_json(KIND, dataset_key(attribute, str(positive), negs))
 
 
 def identification_frame(result: dict) -> pd.DataFrame:

@@ -22,19 +22,6 @@ ModelRef = ModelInfo
 was trained on (it may differ from the analysed workspace)."""
 
 
-def _ws(ws: Workspace | str) -> Workspace:
-    return ws if isinstance(ws, Workspace) else Workspace.open(ws)
-
-
-def results_suffix(ws: Workspace, model_workspace: Workspace | str | None) -> str:
-    """'' for results of `ws`'s own SAEs, '@NAME' for those of another workspace's SAEs, so that
-    `--model-workspace` results sit beside the workspace's own and never overwrite them."""
-    if model_workspace is None:
-        return ""
-    mws = _ws(model_workspace)
-    return "" if mws.root == ws.root else f"@{mws.name}"
-
-
 def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
     """Models of `model_ws` may analyse `ws` only when embedder and dim match."""
     if model_ws.root == ws.root:
@@ -49,8 +36,8 @@ def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
 
 def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None = None) -> list[ModelRef]:
     """Every SAE of `model_workspace` (default: `ws` itself), checked against `ws`."""
-    ws = _ws(ws)
-    mws = ws if model_workspace is None else _ws(model_workspace)
+    ws = Workspace.of(ws)
+    mws = ws if model_workspace is None else Workspace.of(model_workspace)
     check_compatible(ws, mws)
     refs = []
     for info in list_models(mws):
@@ -69,7 +56,7 @@ def find_model(ws: Workspace | str, name: str, model_workspace=None) -> ModelRef
     for ref in refs:
         if ref.name == name:
             return ref
-    where = ws.name if model_workspace is None else _ws(model_workspace).name
+    where = ws.name if model_workspace is None else Workspace.of(model_workspace).name
     raise NotFoundError(
         f"workspace {where}: no model {name!r} (models: {', '.join(r.name for r in refs) or 'none'})"
     )

@@ -15,13 +15,13 @@ plain HTML table. Runs `analyze` first (a no-op when its results are up to date)
 from __future__ import annotations
 
 import html
-import json
 import math
 import time
 
 import pandas as pd
 
 from core import atomic
+from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import REPORT_HTML, REPORT_JSON
 from core.workspace.workspace import Workspace
 
@@ -238,6 +238,7 @@ def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> t
                 ),
             }
     report["claims"] = claims(report)
+    report[INPUTS] = {k: v for k, v in manifest[INPUTS].items() if k != CONTENT_KEY}
     return report, charts
 
 
@@ -291,9 +292,8 @@ def claims(report: dict) -> list[dict]:
 
 
 def load_report(ws: Workspace | str) -> dict | None:
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    path = ws.analyses_dir / REPORT_JSON
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The stored report data; None when not written, or when the workspace or a model changed."""
+    return ResultStore(ws).load_json("", REPORT_JSON.removesuffix(".json"))
 
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -474,7 +474,8 @@ def render_html(report: dict, charts: dict) -> str:
 def write_report(ws: Workspace, *, progress: bool = True) -> tuple[dict, str]:
     report, charts = build_report(ws, progress=progress)
     page = render_html(report, charts)
-    atomic.write_json(ws.analyses_dir / REPORT_JSON, report)
+    inputs = report.pop(INPUTS)
+    report = ResultStore(ws).save_json("", REPORT_JSON.removesuffix(".json"), report, inputs)
     atomic.write_text(ws.analyses_dir / REPORT_HTML, page)
     return report, page
 

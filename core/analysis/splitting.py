@@ -16,15 +16,14 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 import numpy as np
 import pandas as pd
 
-from core import atomic
 from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key
-from core.analysis.models import decoder_affine, encode_rows, list_model_refs, results_suffix
+from core.analysis.models import decoder_affine, encode_rows, list_model_refs
+from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import SPLITTING_SUBDIR
 from core.workspace.workspace import Workspace
 
@@ -126,7 +125,8 @@ def compute_splitting(
     """Tracks + detected splits for every (arch, K) group of models; stored as JSON."""
     from core.analysis.identification import identify
 
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    store = ResultStore(ws, model_workspace)
+    ws = store.ws
     if subgroup == "auto":
         subgroup = default_subgroup(ws, attribute)
     elif subgroup is not None:
@@ -139,7 +139,7 @@ def compute_splitting(
             subgroup = None
     if identification is None:
         identification = identify(ws, attribute, positive, negatives, model_workspace=model_workspace)
-    refs = {r.name: r for r in list_model_refs(ws, model_workspace)}
+    refs = {r.name: r for r in list_model_refs(ws, store.model_ws)}
     latent_of = {m["model"]: int(m["latent"]) for m in identification["models"]}
     labels = _labels(ws, ds, subgroup)
     groups_all, n_group = np.unique(labels, return_counts=True)
@@ -207,19 +207,22 @@ def compute_splitting(
         "tracks": tracks,
         "splits": splits,
     }
-    suffix = results_suffix(ws, model_workspace)
-    atomic.write_json(ws.analyses_dir / SPLITTING_SUBDIR / f"{ds.key}{suffix}.json", out)
-    return out
+    inputs = store.inputs(
+        refs.values(),
+        identification=identification[INPUTS][CONTENT_KEY],
+        subgroup=subgroup,
+        version=_VERSION,
+    )
+    return store.save_json(SPLITTING_SUBDIR, ds.key, out, inputs)
 
 
 def load_splitting(
     ws: Workspace | str, attribute: str, positive: str, negatives=None, model_workspace=None
 ) -> dict | None:
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    negs = _resolve_values(ws, attribute, positive, negatives)
-    key = dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace)
-    path = ws.analyses_dir / SPLITTING_SUBDIR / f"{key}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The stored splitting; None when not computed, or when the workspace or a model changed since."""
+    store = ResultStore(ws, model_workspace)
+    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    return store.load_json(SPLITTING_SUBDIR, dataset_key(attribute, str(positive), negs))
 
 
 def tracks_frame(result: dict) -> pd.DataFrame:

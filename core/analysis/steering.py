@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import atomic
-from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key
+from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key, split_hash
 from core.analysis.models import (
     ModelRef,
     check_latent,
     decoder_affine,
     encode_rows,
     find_model,
-    results_suffix,
 )
+from core.analysis.store import ResultStore
 from core.constants import STEERING_SUBDIR
 from core.errors import InputError
 from core.workspace.workspace import Workspace
@@ -238,7 +236,7 @@ def steering_session(
     ws: Workspace | str, model: str, attribute: str, positive: str, negatives=None, *, model_workspace=None
 ) -> SteeringSession:
     """A session for the dashboard slider: build once, then session.steer(latent, value) per move."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    ws = Workspace.of(ws)
     ds = FeatureDataset.load_or_build(ws, attribute, positive, negatives)
     return SteeringSession.build(ws, find_model(ws, model, model_workspace), ds)
 
@@ -268,8 +266,8 @@ def steer_naive(
 
 
 # -- stored results --------------------------------------------------------------------------
-def _steering_path(ws: Workspace, key: str, model: str, latent: int, value: float) -> Path:
-    return ws.analyses_dir / STEERING_SUBDIR / key / f"{model}-L{int(latent)}-a{float(value):g}.json"
+def _result_name(model: str, latent: int, value: float) -> str:
+    return f"{model}-L{int(latent)}-a{float(value):g}"
 
 
 def run_steering(
@@ -285,9 +283,10 @@ def run_steering(
     save: bool = True,
 ) -> dict:
     """Steer one model's latent (default: the identified one) and store summary + distributions."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    store = ResultStore(ws, model_workspace)
+    ws = store.ws
     ds = FeatureDataset.load_or_build(ws, attribute, positive, negatives)
-    ref = find_model(ws, model, model_workspace)
+    ref = find_model(ws, model, store.model_ws)
     if latent is None:
         latent = identified_latent(ws, ds, ref, model_workspace)
     latent = check_latent(ref, latent)
@@ -304,8 +303,10 @@ def run_steering(
         distributions=res.distributions(),
     )
     if save:
-        key = ds.key + results_suffix(ws, model_workspace)
-        atomic.write_json(_steering_path(ws, key, ref.name, latent, value), out)
+        inputs = store.inputs([ref], split=split_hash(ds), latent=latent, value=float(value))
+        out = store.save_json(
+            f"{STEERING_SUBDIR}/{ds.key}", _result_name(ref.name, latent, value), out, inputs
+        )
     out["_result"] = res
     return out
 
@@ -334,19 +335,20 @@ def load_steering(
 ) -> dict | None:
     """Stored steering result (summary + 'distributions'), or None. With latent None: the first
     stored for that model and value."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    negs = _resolve_values(ws, attribute, positive, negatives)
-    key = dataset_key(attribute, str(positive), negs) + results_suffix(ws, model_workspace)
+    store = ResultStore(ws, model_workspace)
+    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    kind = f"{STEERING_SUBDIR}/{dataset_key(attribute, str(positive), negs)}"
     if latent is not None:
-        path = _steering_path(ws, key, model, latent, value)
-        return json.loads(path.read_text()) if path.is_file() else None
-    folder = ws.analyses_dir / STEERING_SUBDIR / key
-    for path in sorted(folder.glob(f"{model}-L*-a{float(value):g}.json")):
-        return json.loads(path.read_text())
+        return store.load_json(kind, _result_name(model, latent, value))
+    folder = store.path(kind, "x").parent
+    pattern = f"{model}-L*-a{float(value):g}{store.suffix}.json"
+    for path in sorted(folder.glob(pattern)):
+        out = store.load_json(kind, path.name[: -len(store.suffix + ".json")])
+        if out is not None:
+            return out
     return None
 
 
-# -- command ---------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--model", required=True, help="model name, e.g. topk-L200-K20")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import atomic
-from core.analysis.models import encode_rows, find_model, results_suffix
+from core.analysis.models import encode_rows, find_model
+from core.analysis.store import ResultStore
 from core.constants import SEGMENT_BASE_COLUMNS, SPLIT_FEATURE, SUGGESTIONS_SUBDIR
 from core.workspace.workspace import Workspace
 
@@ -103,8 +103,9 @@ def compute_suggestions(
     ws: Workspace | str, model: str, *, model_workspace=None, top: int | None = TOP_PER_LATENT
 ) -> pd.DataFrame:
     """Score every latent of `model` against every candidate attribute value; keep the `top` per latent."""
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    ref = find_model(ws, model, model_workspace)
+    store = ResultStore(ws, model_workspace)
+    ws = store.ws
+    ref = find_model(ws, model, store.model_ws)
     rows = suggestion_rows(ws)
     z = encode_rows(ws, ref, rows)
     labels = ws.segments.iloc[rows][candidate_attributes(ws)].reset_index(drop=True)
@@ -112,15 +113,12 @@ def compute_suggestions(
     if top is not None:
         df = df[df["rank"] <= top].reset_index(drop=True)
     df.insert(0, "model", ref.name)
-    suffix = results_suffix(ws, model_workspace)
-    atomic.write_parquet(ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{ref.name}{suffix}.parquet", df)
-    return df
+    return store.save_frame(SUGGESTIONS_SUBDIR, ref.name, df, store.inputs([ref], top=top))
 
 
 def load_suggestions(ws: Workspace | str, model: str, model_workspace=None) -> pd.DataFrame | None:
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    path = ws.analyses_dir / SUGGESTIONS_SUBDIR / f"{model}{results_suffix(ws, model_workspace)}.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+    """The stored suggestions; None when not computed, or when the workspace or the model changed."""
+    return ResultStore(ws, model_workspace).load_frame(SUGGESTIONS_SUBDIR, model)
 
 
 def latent_suggestions(df: pd.DataFrame, latent: int) -> pd.DataFrame:

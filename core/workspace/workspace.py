@@ -150,6 +150,11 @@ class Workspace:
         return cls(resolve_workspace_path(name_or_path))
 
     @classmethod
+    def of(cls, ws: Workspace | str | os.PathLike) -> Workspace:
+        """`ws` itself when it is an opened Workspace, else the workspace it names."""
+        return ws if isinstance(ws, Workspace) else cls.open(ws)
+
+    @classmethod
     def exists(cls, name_or_path: str | os.PathLike) -> bool:
         return (resolve_workspace_path(name_or_path) / WORKSPACE_JSON).is_file()
 
