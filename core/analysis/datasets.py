@@ -40,7 +40,7 @@ def class_names(positive: str, negatives: list[str]) -> tuple[str, str]:
     return str(positive), (neg or f"not {positive}")
 
 
-def _resolve_values(ws: Workspace, attribute: str, positive: str, negatives) -> list[str]:
+def resolve_values(ws: Workspace, attribute: str, positive: str, negatives) -> list[str]:
     values = ws.attribute_values(attribute)  # NotFoundError names the valid attributes
     positive = str(positive)
     if positive not in values:
@@ -197,34 +197,22 @@ class FeatureDataset:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def load_or_build(
-        cls,
-        ws: Workspace,
-        attribute: str,
-        positive: str,
-        negatives: list[str] | str | None = None,
-        *,
-        seed: int = DEFAULT_SEED,
-        test_size: float | None = None,
-        balance_test: bool = True,
-        save: bool = True,
+        cls, ws: Workspace, attribute: str, positive: str, negatives=None, *, save: bool = True, **settings
     ) -> FeatureDataset:
-        """The saved split when it matches (same workspace content and settings), else a new one."""
-        negs = _resolve_values(ws, attribute, positive, negatives)
-        test_size = default_test_size(attribute) if test_size is None else float(test_size)
-        path = cls.path_for(ws, attribute, str(positive), negs)
-        if path.is_file():
-            saved = _read_dataset(ws, path)
-            if (
-                saved is not None
-                and saved.fingerprint == ws.fingerprint
-                and saved.seed == seed
-                and abs(saved.test_size - test_size) < 1e-9
-                and saved.balance_test == balance_test
-            ):
-                return saved
-        ds = cls.build(
-            ws, attribute, positive, negs, seed=seed, test_size=test_size, balance_test=balance_test
-        )
+        """The saved split when it matches (same workspace content and `settings`: seed, test_size,
+        balance_test as `build` takes them), else a new one, saved."""
+        negs = resolve_values(ws, attribute, positive, negatives)
+        want = split_settings(attribute, **settings)
+        saved = _read_dataset(ws, cls.path_for(ws, attribute, str(positive), negs))
+        if (
+            saved is not None
+            and saved.fingerprint == ws.fingerprint
+            and saved.seed == want["seed"]
+            and abs(saved.test_size - want["test_size"]) < 1e-9
+            and saved.balance_test == want["balance_test"]
+        ):
+            return saved
+        ds = cls.build(ws, attribute, positive, negs, **want)
         if save:
             ds.save(ws)
         return ds
@@ -243,7 +231,7 @@ class FeatureDataset:
     ) -> FeatureDataset:
         from sklearn.model_selection import GroupShuffleSplit
 
-        negs = _resolve_values(ws, attribute, positive, negatives)
+        negs = resolve_values(ws, attribute, positive, negatives)
         positive = str(positive)
         test_size = default_test_size(attribute) if test_size is None else float(test_size)
         if not 0.0 < test_size < 1.0:
@@ -337,6 +325,14 @@ class FeatureDataset:
         )
 
 
+def split_settings(
+    attribute: str, seed: int = DEFAULT_SEED, test_size: float | None = None, balance_test: bool = True
+) -> dict:
+    """How a dataset is split, defaults filled in: seed, test_size, balance_test."""
+    test_size = default_test_size(attribute) if test_size is None else float(test_size)
+    return {"seed": int(seed), "test_size": test_size, "balance_test": bool(balance_test)}
+
+
 def default_test_size(attribute: str) -> float:
     """Table I holds out ~40 % of the language samples, Table II ~50 % of the music ones."""
     return 0.5 if attribute == "class" else DEFAULT_TEST_SIZE
@@ -346,7 +342,7 @@ def load_feature_dataset(
     ws: Workspace, attribute: str, positive: str, negatives=None
 ) -> FeatureDataset | None:
     """The saved dataset, or None when none was saved (the dashboard calls this)."""
-    negs = _resolve_values(ws, attribute, positive, negatives)
+    negs = resolve_values(ws, attribute, positive, negatives)
     saved = _read_dataset(ws, FeatureDataset.path_for(ws, attribute, str(positive), negs))
     return saved if saved is not None and saved.fingerprint == ws.fingerprint else None
 
@@ -361,3 +357,21 @@ def _read_dataset(ws: Workspace, path: Path) -> FeatureDataset | None:
     except (KeyError, TypeError, ValueError) as exc:
         print(f"warning: {path}: corrupt feature dataset ({exc}); rebuilding", file=sys.stderr)
         return None
+
+
+# -- command-line arguments shared by the analysis commands (identify, steer) -------------------
+def add_dataset_arguments(parser) -> None:
+    """--workspace, --attribute, --positive, --negative, --model-workspace, --json."""
+    parser.add_argument("--workspace", required=True, help="workspace name or path")
+    parser.add_argument("--attribute", required=True, help="metadata column, e.g. language")
+    parser.add_argument("--positive", required=True, help="the value to detect, e.g. es")
+    parser.add_argument(
+        "--negative", action="append", default=None, help="negative value(s) (default: all other values)"
+    )
+    parser.add_argument("--model-workspace", default=None, help="use the SAEs trained on this workspace")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def dataset_arguments(args) -> tuple[Workspace, str, str, list[str] | None]:
+    """(workspace, attribute, positive, negatives) named by add_dataset_arguments' options."""
+    return Workspace.open(args.workspace), args.attribute, args.positive, args.negative

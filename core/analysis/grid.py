@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.analysis.datasets import _resolve_values, dataset_key
+from core.analysis.datasets import dataset_key, resolve_values
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import GRID_SUBDIR
 from core.workspace.workspace import Workspace
@@ -70,7 +70,7 @@ def load_grid(
 ) -> pd.DataFrame | None:
     """The stored grid; None when not computed, or when the workspace or a model changed since."""
     store = ResultStore(ws, model_workspace)
-    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    negs = resolve_values(store.ws, attribute, positive, negatives)
     return store.load_frame(GRID_SUBDIR, dataset_key(attribute, str(positive), negs))
 
 

@@ -21,7 +21,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key, split_hash
+from core.analysis import datasets
+from core.analysis.datasets import FeatureDataset, dataset_key, resolve_values, split_hash
 from core.analysis.models import ModelRef, encode_rows, list_model_refs
 from core.analysis.store import ResultStore
 from core.constants import IDENTIFICATION_SUBDIR
@@ -166,7 +167,7 @@ def load_identification(
     """The stored identification result (dict, see `identify`); None when not computed, or when
     the workspace or a model changed since."""
     store = ResultStore(ws, model_workspace)
-    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    negs = resolve_values(store.ws, attribute, positive, negatives)
     return store.load_json(KIND, dataset_key(attribute, str(positive), negs))
 
 
@@ -198,24 +199,13 @@ JSON_FIELDS = ("model", "arch", "d_sae", "k", "latent", "precision", "recall", "
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--workspace", required=True, help="workspace name or path")
-    parser.add_argument("--attribute", required=True, help="metadata column, e.g. language")
-    parser.add_argument("--positive", required=True, help="the value to detect, e.g. es")
-    parser.add_argument(
-        "--negative", action="append", default=None, help="negative value(s) (default: all other values)"
-    )
-    parser.add_argument("--model-workspace", default=None, help="use the SAEs trained on this workspace")
-    parser.add_argument("--json", action="store_true", help="one JSON object per model per line")
+    datasets.add_dataset_arguments(parser)
     parser.add_argument("--force", action="store_true", help="recompute even if stored results match")
 
 
 def main(args) -> int:
-    ws = Workspace.open(args.workspace)
     res = identify(
-        ws,
-        args.attribute,
-        args.positive,
-        args.negative,
+        *datasets.dataset_arguments(args),
         model_workspace=args.model_workspace,
         progress=not args.json,
         force=args.force,

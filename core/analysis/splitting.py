@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key
+from core.analysis.datasets import FeatureDataset, dataset_key, resolve_values
 from core.analysis.models import decoder_affine, encode_rows, list_model_refs
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import SPLITTING_SUBDIR
@@ -221,7 +221,7 @@ def load_splitting(
 ) -> dict | None:
     """The stored splitting; None when not computed, or when the workspace or a model changed since."""
     store = ResultStore(ws, model_workspace)
-    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    negs = resolve_values(store.ws, attribute, positive, negatives)
     return store.load_json(SPLITTING_SUBDIR, dataset_key(attribute, str(positive), negs))
 
 

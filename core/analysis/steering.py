@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.analysis.datasets import FeatureDataset, _resolve_values, dataset_key, split_hash
+from core.analysis import datasets
+from core.analysis.datasets import FeatureDataset, dataset_key, resolve_values, split_hash
 from core.analysis.models import (
     ModelRef,
     check_latent,
@@ -336,7 +337,7 @@ def load_steering(
     """Stored steering result (summary + 'distributions'), or None. With latent None: the first
     stored for that model and value."""
     store = ResultStore(ws, model_workspace)
-    negs = _resolve_values(store.ws, attribute, positive, negatives)
+    negs = resolve_values(store.ws, attribute, positive, negatives)
     kind = f"{STEERING_SUBDIR}/{dataset_key(attribute, str(positive), negs)}"
     if latent is not None:
         return store.load_json(kind, _result_name(model, latent, value))
@@ -350,25 +351,17 @@ def load_steering(
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--workspace", required=True)
+    datasets.add_dataset_arguments(parser)
     parser.add_argument("--model", required=True, help="model name, e.g. topk-L200-K20")
-    parser.add_argument("--attribute", required=True)
-    parser.add_argument("--positive", required=True)
-    parser.add_argument("--negative", action="append", default=None)
     parser.add_argument("--latent", type=int, default=None, help="latent index (default: the identified one)")
     parser.add_argument(
         "--value", type=float, default=DEFAULT_VALUE, help="a_phi (default 1, as in the paper)"
     )
-    parser.add_argument("--model-workspace", default=None)
-    parser.add_argument("--json", action="store_true")
 
 
 def main(args) -> int:
     out = run_steering(
-        Workspace.open(args.workspace),
-        args.attribute,
-        args.positive,
-        args.negative,
+        *datasets.dataset_arguments(args),
         model=args.model,
         latent=args.latent,
         value=args.value,

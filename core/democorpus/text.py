@@ -135,22 +135,30 @@ ES_SENTENCES = (
     "Gracias por esperar, tengo buenas noticias para usted.",
 )
 
-SLOTS = {
-    "en": {
-        "name": ("Sarah", "Michael", "Priya", "James", "Olivia", "David", "Grace", "Tom", "Linda", "Kevin"),
-        "product": ("phone", "router", "laptop", "washing machine", "tablet", "headset", "printer"),
-        "street": ("Oak", "Mill", "Church", "Station", "Park", "Victoria", "Maple"),
-        "month": ("January", "April", "June", "September", "November"),
-        "weekday": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"),
+# slot -> language -> fillers (slot-major, so each slot's two languages sit side by side)
+_FILLERS = {
+    "name": {
+        "en": ("Sarah", "Michael", "Priya", "James", "Olivia", "David", "Grace", "Tom", "Linda", "Kevin"),
+        "es": ("Lucía", "Javier", "Carmen", "Diego", "Sofía", "Andrés", "Marta", "Pablo", "Elena", "Raúl"),
     },
-    "es": {
-        "name": ("Lucía", "Javier", "Carmen", "Diego", "Sofía", "Andrés", "Marta", "Pablo", "Elena", "Raúl"),
-        "product": ("teléfono", "router", "portátil", "lavavajillas", "televisor", "auricular", "microondas"),
-        "street": ("Mayor", "del Sol", "Alcalá", "de la Paz", "Real", "San Martín", "Colón"),
-        "month": ("enero", "abril", "junio", "septiembre", "noviembre"),
-        "weekday": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado"),
+    "product": {
+        "en": ("phone", "router", "laptop", "washing machine", "tablet", "headset", "printer"),
+        "es": ("teléfono", "router", "portátil", "lavavajillas", "televisor", "auricular", "microondas"),
+    },
+    "street": {
+        "en": ("Oak", "Mill", "Church", "Station", "Park", "Victoria", "Maple"),
+        "es": ("Mayor", "del Sol", "Alcalá", "de la Paz", "Real", "San Martín", "Colón"),
+    },
+    "month": {
+        "en": ("January", "April", "June", "September", "November"),
+        "es": ("enero", "abril", "junio", "septiembre", "noviembre"),
+    },
+    "weekday": {
+        "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"),
+        "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado"),
     },
 }
+SLOTS = {lang: {slot: by_lang[lang] for slot, by_lang in _FILLERS.items()} for lang in ("en", "es")}
 
 EN_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ES_DIGITS = ("cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve")

@@ -37,28 +37,23 @@ MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 5_000
 MAX_TAGS = 50
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
+# the fields a label has, in the current table and in every history row
+_LABEL_FIELDS = """
     model       TEXT    NOT NULL,
     latent      INTEGER NOT NULL,
     name        TEXT    NOT NULL,
     description TEXT    NOT NULL DEFAULT '',
     tags        TEXT    NOT NULL DEFAULT '[]',
     confidence  REAL    NOT NULL DEFAULT 0.5,
-    author      TEXT    NOT NULL DEFAULT '',
+    author      TEXT    NOT NULL DEFAULT '',"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS labels ({_LABEL_FIELDS}
     updated_at  REAL    NOT NULL,
     version     INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (model, latent)
 );
 CREATE TABLE IF NOT EXISTS label_history (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    model       TEXT    NOT NULL,
-    latent      INTEGER NOT NULL,
-    name        TEXT    NOT NULL,
-    description TEXT    NOT NULL DEFAULT '',
-    tags        TEXT    NOT NULL DEFAULT '[]',
-    confidence  REAL    NOT NULL DEFAULT 0.5,
-    author      TEXT    NOT NULL DEFAULT '',
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,{_LABEL_FIELDS}
     saved_at    REAL    NOT NULL,
     source      TEXT    NOT NULL DEFAULT 'ui'
 );

@@ -11,7 +11,6 @@ segment attribute. Every bad input is one InputError naming the file (and row) a
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
+from core.workspace.metadata import read_metadata_csv
 from core.workspace.workspace import Workspace, validate_embeddings
 
 IMPORTED_EMBEDDER = "imported"
@@ -86,22 +86,6 @@ def _parquet_array(path: Path) -> np.ndarray:
     return frame.to_numpy(dtype=np.float32)
 
 
-def read_metadata(path: str | Path) -> pd.DataFrame:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"{path}: metadata CSV not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: metadata CSV is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: malformed metadata CSV ({str(exc).strip()})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if any(not c or c.startswith("Unnamed:") for c in frame.columns):
-        raise InputError(f"{path}: malformed metadata CSV (a column has no header name)")
-    return frame
-
-
 def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
     """The segment table from the metadata rows (ids checked, base columns filled)."""
     frame = meta.copy()
@@ -145,7 +129,7 @@ def import_embeddings(
     """Make (or replace) a workspace from an embeddings file + metadata CSV, atomically."""
     file = Path(file).expanduser()
     embeddings = load_embeddings(file)
-    meta = read_metadata(metadata)
+    meta = read_metadata_csv(metadata)
     if len(meta) != embeddings.shape[0]:
         raise InputError(
             f"{metadata}: {len(meta)} metadata row(s) but {file} holds {embeddings.shape[0]} embedding(s); "

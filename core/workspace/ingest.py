@@ -13,7 +13,6 @@ nothing and a changed file re-embeds only that file.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import hashlib
 import json
@@ -29,6 +28,7 @@ from core.audio.read import AUDIO_EXTENSIONS, cut, load_audio
 from core.audio.segmentation import METHODS, SegmentationConfig, segment_audio
 from core.constants import CACHE_DIR, DEFAULT_EMBEDDER, SAMPLE_RATE, SEGMENT_BASE_COLUMNS
 from core.errors import InputError
+from core.workspace.metadata import read_metadata_csv
 from core.workspace.workspace import Workspace, resolve_workspace_path
 
 INGEST_CACHE = "ingest"  # sub-folder of the workspace cache
@@ -106,15 +106,7 @@ def _normalise_rel(text: str) -> str:
 def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
     """The metadata CSV as a string table indexed by normalised `file`; one InputError per problem."""
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise InputError(f"{csv_path}: metadata CSV not found")
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{csv_path}: metadata CSV is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{csv_path}: malformed metadata CSV ({str(exc).strip()})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_metadata_csv(csv_path)
     if "file" not in frame.columns:
         raise InputError(
             f"{csv_path}: metadata CSV has no `file` column (columns: {', '.join(frame.columns) or 'none'})"
@@ -122,9 +114,6 @@ def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
     reserved = [c for c in frame.columns if c in SEGMENT_BASE_COLUMNS]
     if reserved:
         raise InputError(f"{csv_path}: column(s) {', '.join(reserved)} are reserved for the segment table")
-    unnamed = [c for c in frame.columns if not c or c.startswith("Unnamed:")]
-    if unnamed:
-        raise InputError(f"{csv_path}: malformed metadata CSV (a column has no header name)")
     seen: dict[str, int] = {}
     files = []
     for i, raw in enumerate(frame["file"].tolist()):

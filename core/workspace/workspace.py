@@ -219,21 +219,11 @@ class Workspace:
         return cls(root)
 
     # -- contents -----------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.root.name
-
-    @property
-    def dim(self) -> int:
-        return self.info.dim
-
-    @property
-    def embedder(self) -> str:
-        return self.info.embedder
-
-    @property
-    def fingerprint(self) -> str:
-        return self.info.fingerprint
+    name = property(lambda self: self.root.name)
+    dim = property(lambda self: self.info.dim)
+    embedder = property(lambda self: self.info.embedder)
+    fingerprint = property(lambda self: self.info.fingerprint)
+    """Content hash of embeddings + segment ids + metadata (WorkspaceInfo.fingerprint)."""
 
     def __len__(self) -> int:
         return self.info.n_segments
@@ -267,25 +257,12 @@ class Workspace:
         return sorted(v for v in col.unique() if v != "")
 
     # -- neighbours in the data flow ------------------------------------------------------
-    @property
-    def models_dir(self) -> Path:
-        return self.root / MODELS_DIR
-
-    @property
-    def analyses_dir(self) -> Path:
-        return self.root / ANALYSES_DIR
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / CACHE_DIR
-
-    @property
-    def audio_dir(self) -> Path:
-        return self.root / AUDIO_DIR
-
-    @property
-    def labels_path(self) -> Path:
-        return self.root / LABELS_SQLITE
+    # where each later layer keeps its files (names in core.constants)
+    models_dir = property(lambda self: self.root / MODELS_DIR)
+    analyses_dir = property(lambda self: self.root / ANALYSES_DIR)
+    cache_dir = property(lambda self: self.root / CACHE_DIR)
+    audio_dir = property(lambda self: self.root / AUDIO_DIR)
+    labels_path = property(lambda self: self.root / LABELS_SQLITE)
 
     def source_path(self, source: str) -> Path | None:
         """Absolute path of a segment's source audio, or None when the workspace has no audio.
