@@ -251,18 +251,19 @@ def main() -> int:
     del codes, vals
 
     # 3. steering update (the fragment's server-side work), vs decoding every steered sample
-    from core.dashboard import views as dashboard
+    from core.dashboard import steering_view
+    from core.dashboard.tasks import DEFAULT_TASKS
 
-    task = dashboard.Task("language", "es", ("en",))
+    task = DEFAULT_TASKS[0]  # language: es vs en
     t = time.perf_counter()
-    session = dashboard.steering_session(ws, MODEL, task)
+    session = steering_view.steering_session(ws, MODEL, task)
     session_s = time.perf_counter() - t
-    latent = dashboard.default_latent(ws, MODEL, task) or typical
+    latent = steering_view.default_latent(ws, MODEL, task) or typical
     steer_ms = []
     for a in np.linspace(-3, 3, 41):
         t = time.perf_counter()
-        res = dashboard.steer_signed(session, latent, float(a))
-        dashboard.steering_frames(res)
+        res = steering_view.steer_signed(session, latent, float(a))
+        steering_view.steering_frames(res)
         steer_ms.append(1000 * (time.perf_counter() - t))
     naive_steer = []
     w, b = session.w_dec, session.b_dec

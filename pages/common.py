@@ -97,9 +97,12 @@ def state_widget(widget, label: str, *args, key: str, **kwargs):
     return value
 
 
-def set_view(**values) -> None:
-    for k, v in values.items():
-        st.session_state[k] = v
+def open_latent_page(model: str | None, latent: int) -> None:
+    """Switch to the latents page showing `latent` of `model` (None: of the current model)."""
+    if model is not None:
+        st.session_state["model"] = model
+    st.session_state["latent"] = int(latent)
+    st.switch_page("pages/latents.py")
 
 
 # -- workspaces and models ---------------------------------------------------------------------
