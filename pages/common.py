@@ -135,15 +135,8 @@ def default_model(models: list[str]) -> str | None:
         return models[-1]
 
 
-def _ws_stamp(name: str) -> float:
-    from core.workspace.workspace import resolve_workspace_path
-
-    p = resolve_workspace_path(name) / WORKSPACE_JSON
-    return p.stat().st_mtime if p.is_file() else 0.0
-
-
 @st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
-def _open_ws(name: str, stamp: float):
+def _open_ws(name: str, fingerprint: str):
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(name)
@@ -152,30 +145,20 @@ def _open_ws(name: str, stamp: float):
 
 
 def open_ws(name: str):
-    return _open_ws(name, _ws_stamp(name))
+    from core.dashboard.cache_keys import workspace_key
+
+    return _open_ws(name, workspace_key(name))
 
 
-def _models_stamp(ws) -> float:
-    d = ws.models_dir
-    if not d.is_dir():
-        return 0.0
-    return max([d.stat().st_mtime, *(p.stat().st_mtime for p in d.iterdir())])
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _model_summaries(root: str, stamp: float) -> list:
+def model_names(ws) -> list[str]:
+    """The workspace's models, from the one model catalogue (core.sae.catalog: cfg.json reads)."""
     from core.sae.catalog import list_models
-    from core.workspace.workspace import Workspace
 
-    return list_models(Workspace(Path(root)))
-
-
-def model_summaries(ws) -> list:
-    return _model_summaries(str(ws.root), _models_stamp(ws))
+    return [m.name for m in list_models(ws)]
 
 
 @st.cache_resource(show_spinner="Loading latent index...", max_entries=8)
-def _latent_index(root: str, fingerprint: str, model: str, stamp: float):
+def _latent_index(root: str, fingerprint: str, model: str, key: tuple[str, bool]):
     from core.dashboard.browse import load_index
 
     ws = open_ws_by_root(root)
@@ -192,14 +175,10 @@ def open_ws_by_root(root: str):
 
 
 def latent_index(ws, model: str):
-    """The stored activation index of `model` (None when not built yet)."""
-    from core.dashboard.browse import index_dir
-    from core.sae.catalog import get_model
+    """The stored activation index of `model` (None when not built yet), cached per weights version."""
+    from core.dashboard.cache_keys import index_key
 
-    m = get_model(ws, model)
-    stamp = index_dir(ws, m)
-    meta = stamp / "meta.json"
-    return _latent_index(str(ws.root), ws.fingerprint, model, meta.stat().st_mtime if meta.is_file() else 0.0)
+    return _latent_index(str(ws.root), ws.fingerprint, model, index_key(ws, model))
 
 
 def ensure_latent_index(ws, model: str):

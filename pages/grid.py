@@ -6,7 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.analysis.grid import grid_table
+from core.constants import GRID_SUBDIR
 from core.dashboard import grid_view
+from core.dashboard.cache_keys import analyses_key
 from pages import common
 
 ws = common.current_ws()
@@ -19,15 +21,11 @@ st.caption(
 
 
 @st.cache_data(show_spinner=False)
-def _grids(root: str, fingerprint: str, stamp: float):
+def _grids(root: str, fingerprint: str, stored: str):
     return grid_view.grids(common.open_ws_by_root(root))
 
 
-grid_dir = ws.analyses_dir / "grid"
-stamp = (
-    max((p.stat().st_mtime for p in grid_dir.glob("*.parquet")), default=0.0) if grid_dir.is_dir() else 0.0
-)
-available = _grids(str(ws.root), ws.fingerprint, stamp)
+available = _grids(str(ws.root), ws.fingerprint, analyses_key(ws, GRID_SUBDIR, "*.parquet"))
 if not available:
     st.info(f"No grid computed yet: `python -m core analyze --workspace {ws.name}`.")
     st.stop()

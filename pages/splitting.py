@@ -7,7 +7,9 @@ import altair as alt
 import streamlit as st
 
 from core.analysis.splitting import first_splits, split_reading, splitting_chart, tracks_frame
+from core.constants import SPLITTING_SUBDIR
 from core.dashboard import splitting_view
+from core.dashboard.cache_keys import analyses_key
 from pages import common
 
 ws = common.current_ws()
@@ -16,13 +18,11 @@ st.title("Feature splitting")
 
 
 @st.cache_data(show_spinner=False)
-def _results(root: str, fingerprint: str, stamp: float) -> dict:
+def _results(root: str, fingerprint: str, stored: str) -> dict:
     return splitting_view.stored_results(common.open_ws_by_root(root))
 
 
-folder = ws.analyses_dir / "splitting"
-stamp = max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0) if folder.is_dir() else 0.0
-results = _results(str(ws.root), ws.fingerprint, stamp)
+results = _results(str(ws.root), ws.fingerprint, analyses_key(ws, SPLITTING_SUBDIR, "*.json"))
 if not results:
     st.info(f"No splitting analysis computed yet: `python -m core analyze --workspace {ws.name}`.")
     st.stop()
