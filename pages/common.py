@@ -18,9 +18,21 @@ from core.errors import VoxSAEError
 
 
 def _leave_pages_directory_mode() -> None:
-    """Streamlit runs a repo with a pages/ folder in its old 'pages directory' mode until the first
-    st.navigation call, so a first request for /latents would run pages/latents.py without app.py
-    (no sidebar, no state). Switch the process to st.navigation mode and rerun through app.py.
+    """Make a first request for /latents run through app.py (sidebar, state), not pages/latents.py alone.
+
+    The only use of Streamlit's private API in the dashboard, kept here because no public way exists
+    (streamlit 1.67, read in its source):
+    - runtime/pages_manager.py: the first PagesManager of the process sets the class attribute
+      `PagesManager.uses_pages_directory` to whether a pages/ folder sits beside the main script;
+    - runtime/scriptrunner/script_runner.py: while it is True, every run executes `_mpa_v1` (a
+      navigation over pages/*.py that runs the requested page script by itself) instead of app.py;
+    - commands/navigation.py: only `st.navigation` sets it to False, and st.navigation is called by
+      app.py, which such a run never reaches (calling it from a page instead left the page blank
+      when tried);
+    - config.py: the one option about it, `client.showSidebarNavigation`, only hides that navigation.
+    The folder keeps its name pages/ (the user's choice), so the flag is flipped here and the run
+    restarted through app.py. A fresh server without it answers /latents with the pages/ folder's
+    navigation and "No workspace found"; tests/pages/test_browser.py's first request is /overview.
     This module is imported first by app.py and by every page, so it runs before any output."""
     try:
         from streamlit.runtime.pages_manager import PagesManager
