@@ -42,16 +42,26 @@ def test_index_key_follows_the_weights_and_the_build(ws):
     assert retrained[0] != version and retrained == (get_model(ws, "m").version, False)
 
 
-def test_analyses_key_follows_the_stored_bytes(ws):
-    assert cache_keys.analyses_key(ws, "grid") == ""
+def test_analyses_key_follows_the_stored_bytes_and_the_models(ws):
+    empty = cache_keys.analyses_key(ws, "grid")
     folder = ws.analyses_dir / "grid"
     folder.mkdir(parents=True)
     (folder / "a.parquet").write_bytes(b"one")
     first = cache_keys.analyses_key(ws, "grid", "*.parquet")
+    assert first != empty
     (folder / "notes.txt").write_bytes(b"ignored")
     assert cache_keys.analyses_key(ws, "grid", "*.parquet") == first
     (folder / "a.parquet").write_bytes(b"two")
     second = cache_keys.analyses_key(ws, "grid", "*.parquet")
-    assert second not in ("", first)
+    assert second not in (empty, first)
     (folder / "b.parquet").write_bytes(b"")
-    assert cache_keys.analyses_key(ws, "grid", "*.parquet") not in (first, second)
+    third = cache_keys.analyses_key(ws, "grid", "*.parquet")
+    assert third not in (first, second)
+    sae = create_sae(SAEConfig(architecture="topk", d_in=D_IN, d_sae=6, k=2))
+    save_sae(sae, ws.models_dir / "m")
+    trained = cache_keys.analyses_key(ws, "grid", "*.parquet")
+    assert trained != third
+    with torch.no_grad():
+        sae.W_dec.add_(1.0)  # retrained: the stored results are stale, their bytes unchanged
+    save_sae(sae, ws.models_dir / "m")
+    assert cache_keys.analyses_key(ws, "grid", "*.parquet") not in (third, trained)

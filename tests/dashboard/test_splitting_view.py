@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 from core.analysis.splitting import tracks_frame
-from core.constants import SPLITTING_SUBDIR
 from core.dashboard import splitting_view
+from core.errors import NotFoundError
 
 
 def _split(arch, k, small, large, children, split_children):
@@ -73,9 +71,22 @@ def test_splits_at_and_options():
     }
 
 
-def test_stored_results_per_task(tmp_path, make_workspace):
-    ws = make_workspace(tmp_path / "ws", np.ones((4, 4)), language=["es", "en"] * 2)
-    assert splitting_view.stored_results(ws) == {}
-    (ws.analyses_dir / SPLITTING_SUBDIR).mkdir(parents=True)
-    (ws.analyses_dir / SPLITTING_SUBDIR / "language=es_vs_en.json").write_text(json.dumps(RESULT))
+def test_stored_results_per_task(tmp_path, make_workspace, monkeypatch):
+    from core.analysis import splitting
+
+    ws = make_workspace(
+        tmp_path / "ws", np.ones((4, 4)), language=["es", "en"] * 2, **{"class": ["voice", "music"] * 2}
+    )
+    calls = []
+
+    def load(ws_, attribute, positive, negatives):
+        calls.append((attribute, positive, negatives))
+        if attribute == "class":
+            raise NotFoundError("no stored splitting")
+        return RESULT
+
+    monkeypatch.setattr(splitting, "load_splitting", load)
     assert splitting_view.stored_results(ws) == {"language: es vs en": RESULT}
+    assert calls == [("language", "es", ["en"]), ("class", "music", ["voice"])]  # every task, in order
+    monkeypatch.setattr(splitting, "load_splitting", lambda *args: None)
+    assert splitting_view.stored_results(ws) == {}
