@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the default analyses (identify, grid, splits, steering, suggestions)",
     ),
     "dashboard-cache": (
-        "core.dashboard.views",
+        "core.dashboard.cache",
         "precompute what the dashboard reads (latent index of every model, UMAP map)",
     ),
     "report": ("core.analysis.report", "write the HTML report (and its JSON) for a workspace"),

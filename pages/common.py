@@ -18,9 +18,21 @@ from core.errors import VoxSAEError
 
 
 def _leave_pages_directory_mode() -> None:
-    """Streamlit runs a repo with a pages/ folder in its old 'pages directory' mode until the first
-    st.navigation call, so a first request for /latents would run pages/latents.py without app.py
-    (no sidebar, no state). Switch the process to st.navigation mode and rerun through app.py.
+    """Make a first request for /latents run through app.py (sidebar, state), not pages/latents.py alone.
+
+    The only use of Streamlit's private API in the dashboard, kept here because no public way exists
+    (streamlit 1.67, read in its source):
+    - runtime/pages_manager.py: the first PagesManager of the process sets the class attribute
+      `PagesManager.uses_pages_directory` to whether a pages/ folder sits beside the main script;
+    - runtime/scriptrunner/script_runner.py: while it is True, every run executes `_mpa_v1` (a
+      navigation over pages/*.py that runs the requested page script by itself) instead of app.py;
+    - commands/navigation.py: only `st.navigation` sets it to False, and st.navigation is called by
+      app.py, which such a run never reaches (calling it from a page instead left the page blank
+      when tried);
+    - config.py: the one option about it, `client.showSidebarNavigation`, only hides that navigation.
+    The folder keeps its name pages/ (the user's choice), so the flag is flipped here and the run
+    restarted through app.py. A fresh server without it answers /latents with the pages/ folder's
+    navigation and "No workspace found"; tests/pages/test_browser.py's first request is /overview.
     This module is imported first by app.py and by every page, so it runs before any output."""
     try:
         from streamlit.runtime.pages_manager import PagesManager
@@ -97,9 +109,12 @@ def state_widget(widget, label: str, *args, key: str, **kwargs):
     return value
 
 
-def set_view(**values) -> None:
-    for k, v in values.items():
-        st.session_state[k] = v
+def open_latent_page(model: str | None, latent: int) -> None:
+    """Switch to the latents page showing `latent` of `model` (None: of the current model)."""
+    if model is not None:
+        st.session_state["model"] = model
+    st.session_state["latent"] = int(latent)
+    st.switch_page("pages/latents.py")
 
 
 # -- workspaces and models ---------------------------------------------------------------------
@@ -132,15 +147,8 @@ def default_model(models: list[str]) -> str | None:
         return models[-1]
 
 
-def _ws_stamp(name: str) -> float:
-    from core.workspace.workspace import resolve_workspace_path
-
-    p = resolve_workspace_path(name) / WORKSPACE_JSON
-    return p.stat().st_mtime if p.is_file() else 0.0
-
-
 @st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
-def _open_ws(name: str, stamp: float):
+def _open_ws(name: str, fingerprint: str):
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(name)
@@ -149,30 +157,20 @@ def _open_ws(name: str, stamp: float):
 
 
 def open_ws(name: str):
-    return _open_ws(name, _ws_stamp(name))
+    from core.dashboard.cache_keys import workspace_key
+
+    return _open_ws(name, workspace_key(name))
 
 
-def _models_stamp(ws) -> float:
-    d = ws.models_dir
-    if not d.is_dir():
-        return 0.0
-    return max([d.stat().st_mtime, *(p.stat().st_mtime for p in d.iterdir())])
-
-
-@st.cache_data(ttl=10, show_spinner=False)
-def _model_summaries(root: str, stamp: float) -> list:
+def model_names(ws) -> list[str]:
+    """The workspace's models, from the one model catalogue (core.sae.catalog: cfg.json reads)."""
     from core.sae.catalog import list_models
-    from core.workspace.workspace import Workspace
 
-    return list_models(Workspace(Path(root)))
-
-
-def model_summaries(ws) -> list:
-    return _model_summaries(str(ws.root), _models_stamp(ws))
+    return [m.name for m in list_models(ws)]
 
 
 @st.cache_resource(show_spinner="Loading latent index...", max_entries=8)
-def _latent_index(root: str, fingerprint: str, model: str, stamp: float):
+def _latent_index(root: str, fingerprint: str, model: str, key: tuple[str, bool]):
     from core.dashboard.browse import load_index
 
     ws = open_ws_by_root(root)
@@ -189,14 +187,10 @@ def open_ws_by_root(root: str):
 
 
 def latent_index(ws, model: str):
-    """The stored activation index of `model` (None when not built yet)."""
-    from core.dashboard.browse import index_dir
-    from core.sae.catalog import get_model
+    """The stored activation index of `model` (None when not built yet), cached per weights version."""
+    from core.dashboard.cache_keys import index_key
 
-    m = get_model(ws, model)
-    stamp = index_dir(ws, m)
-    meta = stamp / "meta.json"
-    return _latent_index(str(ws.root), ws.fingerprint, model, meta.stat().st_mtime if meta.is_file() else 0.0)
+    return _latent_index(str(ws.root), ws.fingerprint, model, index_key(ws, model))
 
 
 def ensure_latent_index(ws, model: str):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.grid import best_cell, grid_table, main_arch
-from core.dashboard import views as dashboard
+from core.analysis.grid import grid_table
+from core.constants import GRID_SUBDIR
+from core.dashboard import grid_view
+from core.dashboard.cache_keys import analyses_key
 from pages import common
 
 ws = common.current_ws()
@@ -19,15 +21,11 @@ st.caption(
 
 
 @st.cache_data(show_spinner=False)
-def _grids(root: str, fingerprint: str, stamp: float):
-    return dashboard.grids(common.open_ws_by_root(root))
+def _grids(root: str, fingerprint: str, stored: str):
+    return grid_view.grids(common.open_ws_by_root(root))
 
 
-grid_dir = ws.analyses_dir / "grid"
-stamp = (
-    max((p.stat().st_mtime for p in grid_dir.glob("*.parquet")), default=0.0) if grid_dir.is_dir() else 0.0
-)
-available = _grids(str(ws.root), ws.fingerprint, stamp)
+available = _grids(str(ws.root), ws.fingerprint, analyses_key(ws, GRID_SUBDIR, "*.parquet"))
 if not available:
     st.info(f"No grid computed yet: `python -m core analyze --workspace {ws.name}`.")
     st.stop()
@@ -36,9 +34,9 @@ if ss.get("grid_attr") not in titles:
     ss["grid_attr"] = titles[0]
 common.state_widget(st.segmented_control, "Attribute", titles, key="grid_attr")
 task, df = available[titles.index(ss["grid_attr"] or titles[0])]
-archs = sorted(df["arch"].dropna().unique())
+archs, first_arch = grid_view.architectures(df)
 arch = (
-    st.radio("Architecture", archs, index=archs.index(main_arch(df)), horizontal=True)
+    st.radio("Architecture", archs, index=archs.index(first_arch), horizontal=True)
     if len(archs) > 1
     else archs[0]
 )
@@ -47,26 +45,25 @@ cols = st.columns(2)
 clicked = None
 for col, metric in zip(cols, ("precision", "recall"), strict=True):
     with col:
-        chart = dashboard.grid_cell_chart(df, metric, arch=arch, name=f"{metric}_cell")
+        chart = grid_view.grid_cell_chart(df, metric, arch=arch, name=f"{metric}_cell")
         event = st.altair_chart(chart, on_select="rerun", key=f"grid_{metric}_{task.title}_{arch}")
-        clicked = clicked or dashboard.selected_cell(event, f"{metric}_cell")
+        clicked = clicked or grid_view.selected_cell(event, f"{metric}_cell")
 if clicked:
-    model, latent = clicked
-    st.session_state["model"] = model
-    st.session_state["latent"] = latent
-    st.switch_page("pages/latents.py")
+    common.open_latent_page(*clicked)
 
-best = best_cell(df[df["arch"] == arch])
-if best is not None:
+reached, cell = grid_view.best_or_top(df, arch)
+scores = f"(precision {100 * cell['precision']:.1f}%, recall {100 * cell['recall']:.1f}%)"
+if reached:
     st.success(
-        f"Best cell with precision and recall >= 90%: **{best['model']}**, latent {int(best['latent'])} "
-        f"(precision {100 * best['precision']:.1f}%, recall {100 * best['recall']:.1f}%)."
+        f"Best cell with precision and recall >= 90%: **{cell['model']}**, latent {int(cell['latent'])} "
+        + scores
+        + "."
     )
 else:
-    top = df[df["arch"] == arch].sort_values("f1", ascending=False).iloc[0]
     st.warning(
-        f"No cell reaches 90% precision and recall; best F1: {top['model']} latent {int(top['latent'])} "
-        f"(precision {100 * top['precision']:.1f}%, recall {100 * top['recall']:.1f}%)."
+        f"No cell reaches 90% precision and recall; best F1: {cell['model']} latent {int(cell['latent'])} "
+        + scores
+        + "."
     )
 with st.expander("Tables (percent)"):
     c = st.columns(2)
@@ -74,10 +71,7 @@ with st.expander("Tables (percent)"):
     c[0].dataframe(grid_table(df, "precision", arch))
     c[1].markdown("**recall**")
     c[1].dataframe(grid_table(df, "recall", arch))
-    options = {f"{r.model} (latent {int(r.latent)})": (r.model, int(r.latent)) for r in df.itertuples()}
+    options = grid_view.cell_options(df)
     pick = st.selectbox("Open a model's top latent", list(options), index=None, placeholder="choose a cell")
     if pick:
-        model, latent = options[pick]
-        st.session_state["model"] = model
-        st.session_state["latent"] = latent
-        st.switch_page("pages/latents.py")
+        common.open_latent_page(*options[pick])

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
 import streamlit as st
 
+from core.dashboard import labeling_view
 from core.errors import VoxSAEError
 from core.labels.store import LabelConflict
 from core.sae.catalog import get_model
@@ -108,47 +108,24 @@ with side:
     if sugg is None:
         st.caption("No suggestions computed for this model (`python -m core analyze`).")
     else:
-        from core.analysis.suggestions import latent_suggestions, suggestion_text
-
-        rows = latent_suggestions(sugg, latent)
-        rows = rows[rows["f1"] > 0]
-        if rows.empty:
+        lines = labeling_view.suggestion_lines(sugg, latent)
+        if not lines:
             st.caption("No attribute value is detected by this latent.")
-        for _, r in rows.iterrows():
-            st.markdown(f"- {suggestion_text(r)}")
+        for line in lines:
+            st.markdown(f"- {line}")
     st.page_link("pages/latents.py", label="Open this latent's page", icon=":material/open_in_new:")
 
 st.subheader("History of this latent")
 hist = store.history(model, latent)
 if hist:
-    h = pd.DataFrame(hist)
-    h["saved"] = pd.to_datetime(h["saved_at"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
-    h["tags"] = h["tags"].map(lambda t: "; ".join(t))
-    st.dataframe(
-        h[["saved", "author", "name", "description", "tags", "confidence", "source"]], hide_index=True
-    )
+    st.dataframe(labeling_view.history_frame(hist), hide_index=True)
 else:
     st.caption("no saves yet")
 
 st.subheader("All labels of this model")
 labels = store.for_model(model)
 if labels:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "latent": lab.latent,
-                    "name": lab.name,
-                    "tags": "; ".join(lab.tags),
-                    "confidence": lab.confidence,
-                    "author": lab.author,
-                    "version": lab.version,
-                }
-                for lab in labels.values()
-            ]
-        ),
-        hide_index=True,
-    )
+    st.dataframe(labeling_view.labels_frame(labels), hide_index=True)
 else:
     st.caption("no labels yet")
 
@@ -160,9 +137,7 @@ c[1].download_button(
 )
 upload = st.file_uploader("Import labels (CSV or JSON)", type=["csv", "json"], key="label_import")
 if upload is not None and st.button("Import", key="do_import"):
-    from core.sae.catalog import list_models
-
-    known = {m.name: m.d_sae for m in list_models(ws)}
+    known = labeling_view.known_models(ws)
     fmt = "json" if upload.name.lower().endswith(".json") else "csv"
     try:
         report = store.import_text(
@@ -173,4 +148,4 @@ if upload is not None and st.button("Import", key="do_import"):
     else:
         (st.warning if report.errors else st.success)(report.summary())
         if report.errors:
-            st.dataframe(pd.DataFrame(report.errors, columns=["line", "problem"]), hide_index=True)
+            st.dataframe(labeling_view.import_errors_frame(report), hide_index=True)

@@ -4,12 +4,11 @@ quantile segments, attribute breakdown, nearest latents by decoder cosine, UMAP)
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core.dashboard import browse
-from core.dashboard.projection import load_projection
+from core.dashboard.projection import activation_map, load_projection
 from core.errors import VoxSAEError
 from pages import common
 
@@ -61,21 +60,9 @@ def browser() -> None:
     )
     hide_dead = c[2].checkbox("Hide dead", value=True)
     labelled_only = c[3].checkbox("Labelled only", value=False)
-    view = table
-    if hide_dead:
-        view = view[view["count"] > 0]
-    if min_density:
-        view = view[view["density"] * 100 >= float(min_density)]
-    if labelled_only:
-        view = view[view["label"] != ""]
-    if query:
-        q = query.strip().lower()
-        mask = view["label"].str.lower().str.contains(q, regex=False) | view[
-            "association"
-        ].str.lower().str.contains(q, regex=False)
-        if q.isdigit():
-            mask |= view["latent"] == int(q)
-        view = view[mask]
+    view = browse.filter_latents(
+        table, query, min_density_pct=min_density or 0.0, hide_dead=hide_dead, labelled_only=labelled_only
+    )
     st.caption(
         f"{len(view)} of {len(table)} latents. Click a row to open the latent; click a header to sort."
     )
@@ -124,21 +111,13 @@ def browser() -> None:
         st.rerun()
 
 
-def segment_list(frame: pd.DataFrame, caption_col: str | None = None, key: str = "") -> None:
+def segment_list(frame: pd.DataFrame, quantile: bool = False) -> None:
     meta_cols = browse.metadata_columns(frame)
     for _, row in frame.iterrows():
         c = st.columns([2, 3])
         with c[0]:
             common.audio_player(ws, row["segment_id"])
-        head = f"**{row['activation']:.3f}**"
-        if caption_col:
-            head = f"q{int(round(row[caption_col] * 100))} · " + head
-        c[1].markdown(
-            head
-            + " · "
-            + " · ".join(f"{k}: `{row[k]}`" for k in meta_cols if pd.notna(row[k]) and str(row[k]).strip())
-            + f" · {row['start_s']:.1f}-{row['end_s']:.1f} s"
-        )
+        c[1].markdown(browse.segment_caption(row, meta_cols, quantile=quantile))
 
 
 def latent_view(latent: int) -> None:
@@ -217,15 +196,15 @@ def latent_view(latent: int) -> None:
             )
             st.altair_chart(chart)
     st.subheader("Top-activating segments")
-    segment_list(page.top, key="top")
+    segment_list(page.top)
     with st.expander("Samples across the activation quantiles", expanded=True):
-        segment_list(page.quantiles, caption_col="quantile", key="q")
+        segment_list(page.quantiles, quantile=True)
     left, right = st.columns([2, 3])
     with left:
         st.subheader("Nearest latents (decoder cosine)")
-        near = page.nearest.copy()
-        labels = common.labels_for(ws, model)
-        near["label"] = [getattr(labels.get(int(i)), "name", "") for i in near["latent"]]
+        near = page.nearest.assign(
+            label=browse.label_names(common.labels_for(ws, model), page.nearest["latent"])
+        )
         for _, r in near.iterrows():
             cc = st.columns([1, 1, 3])
             cc[0].button(
@@ -249,11 +228,7 @@ def latent_view(latent: int) -> None:
                 _projection.clear()
                 st.rerun()
         else:
-            col = common.latent_index(ws, model).column(latent)[proj.rows]
-            frame = pd.DataFrame(
-                {"x": proj.coords[:, 0], "y": proj.coords[:, 1], "activation": col, "row": proj.rows}
-            )
-            frame = frame.iloc[np.argsort(frame["activation"].to_numpy(), kind="stable")]  # active on top
+            frame = activation_map(proj, common.latent_index(ws, model).column(latent))  # active on top
             chart = (
                 alt.Chart(frame)
                 .mark_circle(size=12, opacity=0.7)

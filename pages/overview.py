@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 
-from core.dashboard.browse import models_table
+from core.dashboard.overview import attribute_counts, models_table, nmse_by_k
 from pages import common
 
 
@@ -24,12 +23,11 @@ c[1].metric("Hours", f"{summary['hours']:.1f}")
 c[2].metric("Speakers", f"{summary.get('speakers', 0):,}")
 c[3].metric(f"Embedder ({summary['dim']}-d)", summary["embedder"])
 
-breakdown = {k: v for k, v in summary.items() if isinstance(v, dict)}
+breakdown = attribute_counts(summary)
 if breakdown:
     st.subheader("Attributes")
     cols = st.columns(min(4, len(breakdown)))
-    for i, (attr, counts) in enumerate(breakdown.items()):
-        frame = pd.DataFrame({"value": [v or "(none)" for v in counts], "segments": list(counts.values())})
+    for i, (attr, frame) in enumerate(breakdown.items()):
         chart = (
             alt.Chart(frame, title=attr)
             .mark_bar()
@@ -57,7 +55,7 @@ st.dataframe(
         "dead_pct": st.column_config.NumberColumn("dead %", format="%.1f"),
     },
 )
-plot = table.dropna(subset=["nmse", "k"])
+plot = nmse_by_k(table)
 if not plot.empty:
     st.subheader("NMSE against K, per latent size")
     chart = (

@@ -6,10 +6,10 @@ SteeringSession.steer call (core.analysis.steering) plus the chart and tables.""
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import streamlit as st
 
-from core.dashboard import views as dashboard
+from core.dashboard import steering_view
+from core.dashboard.tasks import Task, defined_tasks
 from core.errors import VoxSAEError
 from core.sae.catalog import get_model
 from pages import common
@@ -23,7 +23,7 @@ st.caption(
     "a > 0 is the paper's direction (positives set to -a, negatives to +a); a < 0 reverses it."
 )
 
-tasks = dashboard.defined_tasks(ws)
+tasks = defined_tasks(ws)
 if not tasks:
     st.info("No labelled attribute to steer (the workspace needs e.g. language es/en or class music/voice).")
     st.stop()
@@ -37,8 +37,8 @@ d_sae = get_model(ws, model).d_sae
 
 
 @st.cache_resource(show_spinner="Encoding the task's samples (once)...", max_entries=8)
-def _session(root: str, fingerprint: str, model: str, task: dashboard.Task):
-    return dashboard.steering_session(common.open_ws_by_root(root), model, task)
+def _session(root: str, fingerprint: str, model: str, task: Task):
+    return steering_view.steering_session(common.open_ws_by_root(root), model, task)
 
 
 try:
@@ -47,7 +47,7 @@ except VoxSAEError as exc:
     st.error(str(exc))
     st.stop()
 
-default_latent = dashboard.default_latent(ws, model, task)
+default_latent = steering_view.default_latent(ws, model, task)
 if ss.get("steer_latent") is not None and not 0 <= int(ss["steer_latent"]) < d_sae:
     st.warning(
         f"{model} has no latent {int(ss['steer_latent'])} (its latents are 0-{d_sae - 1}); "
@@ -67,30 +67,18 @@ common.state_widget(
 )
 latent = int(ss["steer_latent"])
 pos, neg = session.class_names
-mode = c[2].radio(
-    "Samples", ["both classes", f"only {pos}", f"only {neg}", "chosen segments"], horizontal=True
-)
-mask = None
-if mode == f"only {pos}":
-    mask = session.y
-elif mode == f"only {neg}":
-    mask = ~session.y
-elif mode == "chosen segments":
-    ids = ws.segments["segment_id"].to_numpy()[session.test_rows]
+mode = c[2].radio("Samples", steering_view.sample_modes(session), horizontal=True)
+ids, chosen = None, ()
+if mode == steering_view.CHOSEN_SEGMENTS:
+    ids = steering_view.test_segment_ids(ws, session)
     chosen = st.multiselect("Segments (test split)", list(ids), default=list(ids[:5]), max_selections=200)
-    mask = np.isin(ids, chosen)
-    if not mask.any():
-        st.info("Choose at least one segment.")
-        st.stop()
+mask = steering_view.sample_mask(session, mode, ids, chosen)
+if ids is not None and not mask.any():
+    st.info("Choose at least one segment.")
+    st.stop()
 
 if "steer_value" not in ss:
     ss["steer_value"] = 1.0
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "n/a"
-    return f"{float(v):+.4f}"
 
 
 @st.fragment
@@ -99,8 +87,8 @@ def live() -> None:
         st.slider, "a (value the latent is set to)", -3.0, 3.0, step=0.05, key="steer_value"
     )
     st.query_params["steer_value"] = str(value)
-    res = dashboard.steer_signed(session, latent, value, mask)
-    dist, means = dashboard.steering_frames(res)
+    res = steering_view.steer_signed(session, latent, value, mask)
+    dist, means = steering_view.steering_frames(res)
     left, right = st.columns([3, 2])
     with left:
         chart = (
@@ -118,22 +106,9 @@ def live() -> None:
         st.altair_chart(chart, width="stretch")
     with right:
         st.markdown("**Means (Tables III-IV)**")
-        shown = means.copy()
-        for col in shown.columns:
-            if col != "class":
-                if col == "n":
-                    shown[col] = [str(int(v)) for v in shown[col]]
-                elif col == "flipped":
-                    shown[col] = [f"{100 * float(v):.1f} %" for v in shown[col]]
-                else:
-                    shown[col] = [_fmt(v) for v in shown[col]]
-        st.table(shown.set_index("class").T)  # one column per class: readable at any width
-        for _, r in means.iterrows():
-            change = r["own-speaker cos change"]
-            st.metric(
-                f"{r['class']}: own-speaker similarity change",
-                "n/a" if change is None or change != change else f"{change:+.4f}",
-            )
+        st.table(steering_view.means_table(means))  # one column per class: readable at any width
+        for label, change in steering_view.speaker_changes(means):
+            st.metric(label, change)
 
 
 live()

@@ -81,8 +81,9 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
     """Create data_root/name with audio, models, analyses, browse indexes and a projection."""
     os.environ["VOXSAE_DATA"] = str(data_root)
     from core.audio.read import save_wav
-    from core.dashboard.browse import build_index, list_models
+    from core.dashboard.browse import build_index
     from core.dashboard.projection import save_projection
+    from core.sae.catalog import list_models
     from core.training.trainer import TrainConfig, train_grid
     from core.workspace.workspace import Workspace
 

@@ -25,7 +25,7 @@ import pandas as pd
 from core import atomic
 from core.constants import SAE_WEIGHTS_SAFETENSORS, SEGMENT_BASE_COLUMNS
 from core.errors import InputError, NotFoundError
-from core.sae.catalog import ModelInfo, get_model, list_models
+from core.sae.catalog import ModelInfo, get_model
 
 BROWSE_CACHE = "browse"
 CHUNK_ROWS = 65_536
@@ -34,36 +34,6 @@ MAX_ASSOCIATION_VALUES = 64
 SKIP_ASSOCIATION = ("split", "speaker")
 BREAKDOWN_TOP_VALUES = 6
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-def models_table(ws) -> pd.DataFrame:
-    """One row per model: name, arch, d_sae, k, nmse, explained_variance, l0, dead %."""
-    rows = []
-    for m in list_models(ws):
-        met = m.metrics
-        dead = met.get("dead_fraction")
-        rows.append(
-            {
-                "model": m.name,
-                "arch": m.arch,
-                "d_sae": m.d_sae,
-                "k": m.k,
-                "nmse": _num(met.get("nmse")),
-                "explained_variance": _num(met.get("explained_variance")),
-                "l0": _num(met.get("l0")),
-                "dead_pct": None if dead is None else 100.0 * float(dead),
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["model", "arch", "d_sae", "k", "nmse", "explained_variance", "l0", "dead_pct"]
-    )
-
-
-def _num(v):
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 @functools.lru_cache(maxsize=16)
@@ -281,12 +251,45 @@ def _latent_stats(ws, d_sae, indptr, rows, values, *, c_sorted) -> pd.DataFrame:
 
 
 # -- table and page ---------------------------------------------------------------------------
+def label_names(labels: dict | None, latents) -> list[str]:
+    """The label name of each latent ('' where it has none); `labels`: LabelStore.for_model."""
+    labels = labels or {}
+    return [getattr(labels.get(int(i)), "name", "") for i in latents]
+
+
 def latent_table(index: LatentIndex, labels: dict | None = None) -> pd.DataFrame:
     """The browser's table: one row per latent with its label (if any)."""
     t = index.stats.copy()
-    labels = labels or {}
-    t.insert(1, "label", [getattr(labels.get(int(i)), "name", "") for i in t["latent"]])
+    t.insert(1, "label", label_names(labels, t["latent"]))
     return t
+
+
+def filter_latents(
+    table: pd.DataFrame,
+    query: str = "",
+    *,
+    min_density_pct: float = 0.0,
+    hide_dead: bool = True,
+    labelled_only: bool = False,
+) -> pd.DataFrame:
+    """The rows of latent_table the browser shows: alive, dense enough, labelled, and matching
+    `query` (in the label or the association, case-insensitive; a number also matches the id)."""
+    view = table
+    if hide_dead:
+        view = view[view["count"] > 0]
+    if min_density_pct:
+        view = view[view["density"] * 100 >= float(min_density_pct)]
+    if labelled_only:
+        view = view[view["label"] != ""]
+    if query:
+        q = query.strip().lower()
+        mask = view["label"].str.lower().str.contains(q, regex=False) | view[
+            "association"
+        ].str.lower().str.contains(q, regex=False)
+        if q.isdigit():
+            mask |= view["latent"] == int(q)
+        view = view[mask]
+    return view
 
 
 @dataclass
@@ -428,3 +431,16 @@ def metadata_columns(frame: pd.DataFrame) -> list[str]:
     skip = {*SEGMENT_BASE_COLUMNS, "row", "rank", "activation", "quantile"}
     keep = ["segment_id", *[c for c in frame.columns if c not in skip]]
     return [c for c in keep if c in frame.columns]
+
+
+def metadata_parts(row: pd.Series, columns) -> list[str]:
+    """'column: `value`' for each of `columns` that is not empty in this segment row."""
+    return [f"{k}: `{row[k]}`" for k in columns if pd.notna(row[k]) and str(row[k]).strip()]
+
+
+def segment_caption(row: pd.Series, columns, quantile: bool = False) -> str:
+    """The line beside a segment's player on a latent page: (quantile,) activation, metadata, time."""
+    head = f"**{row['activation']:.3f}**"
+    if quantile:
+        head = f"q{int(round(row['quantile'] * 100))} · " + head
+    return " · ".join([head, *metadata_parts(row, columns), f"{row['start_s']:.1f}-{row['end_s']:.1f} s"])

@@ -20,15 +20,19 @@ MAX_CLIP_S = 60.0
 """Longest clip served (a catalogue row longer than this is truncated)."""
 
 
-def segment_row(ws, segment_id: str) -> pd.Series:
-    """The catalogue row of `segment_id`; NotFoundError when the workspace does not list it."""
-    index = _segment_index(ws)
+def segment_position(ws, segment_id: str) -> int:
+    """Row of `segment_id` in the catalogue (and embeddings); NotFoundError when it is not listed."""
     key = str(segment_id)
-    pos = index.get_indexer([key])[0]
+    pos = int(_segment_index(ws).get_indexer([key])[0])
     if pos < 0:
         shown = key if len(key) <= 80 else key[:77] + "..."
         raise NotFoundError(f"workspace {ws.name}: no segment {shown!r} in the catalogue")
-    return ws.segments.iloc[int(pos)]
+    return pos
+
+
+def segment_row(ws, segment_id: str) -> pd.Series:
+    """The catalogue row of `segment_id`; NotFoundError when the workspace does not list it."""
+    return ws.segments.iloc[segment_position(ws, segment_id)]
 
 
 def _segment_index(ws) -> pd.Index:

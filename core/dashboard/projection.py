@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from core import atomic
 from core.errors import InputError
@@ -108,3 +109,17 @@ def save_projection(ws, rows: np.ndarray, coords: np.ndarray) -> Projection:
 def ensure_projection(ws, **kwargs) -> Projection:
     """The stored map, computing it first when missing (for `analyze` and the demo)."""
     return load_projection(ws) or compute_projection(ws, **kwargs)
+
+
+def activation_map(proj: Projection, activations: np.ndarray) -> pd.DataFrame:
+    """The map's points coloured by one latent: x, y, activation (of `activations`, dense over the
+    workspace's rows), row; ordered by activation so the active points are drawn on top."""
+    frame = pd.DataFrame(
+        {
+            "x": proj.coords[:, 0],
+            "y": proj.coords[:, 1],
+            "activation": np.asarray(activations)[proj.rows],
+            "row": proj.rows,
+        }
+    )
+    return frame.iloc[np.argsort(frame["activation"].to_numpy(), kind="stable")]

@@ -1,42 +1,34 @@
-"""core.dashboard.browse (latent table / latent page from a stored CSC index), core.dashboard.projection, core.dashboard.views."""
+"""core.dashboard.browse (latent table / latent page from a stored CSC index), core.dashboard.overview's
+models table, core.dashboard.projection."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from core.dashboard import browse
-from core.dashboard import views as dashboard
-from core.dashboard.projection import load_projection, save_projection
+from core.dashboard.overview import models_table
+from core.dashboard.projection import activation_map, load_projection, save_projection
 from core.errors import NotFoundError
 from core.sae import SAEConfig, create_sae
+from core.sae.catalog import get_model
 from core.sae.checkpoint import save_sae
-from core.workspace.workspace import Workspace
 
 N, D_IN, D_SAE = 300, 8, 12
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, make_workspace):
     rng = np.random.default_rng(0)
     root = tmp_path_factory.mktemp("browse")
     lang = np.where(np.arange(N) % 3 == 0, "es", "en")
-    seg = pd.DataFrame(
-        {
-            "segment_id": [f"s{i}" for i in range(N)],
-            "source": "x.wav",
-            "start_s": 0.0,
-            "end_s": 1.0,
-            "duration_s": 1.0,
-            "language": lang,
-            "gender": np.where(np.arange(N) % 2 == 0, "f", "m"),
-            "speaker": [f"p{i % 30}" for i in range(N)],
-        }
-    )
-    ws = Workspace.create(
-        root / "ws", seg, rng.standard_normal((N, D_IN)).astype(np.float32), embedder="x", sample_rate=0
+    ws = make_workspace(
+        root / "ws",
+        rng.standard_normal((N, D_IN)),
+        language=lang,
+        gender=np.where(np.arange(N) % 2 == 0, "f", "m"),
+        speaker=[f"p{i % 30}" for i in range(N)],
     )
     z = np.where(rng.random((N, D_SAE)) < 0.2, rng.random((N, D_SAE)), 0).astype(np.float32)
     z[:, 0] = np.where(lang == "es", 1.0 + rng.random(N), 0)  # latent 0 = Spanish, exactly
@@ -54,11 +46,11 @@ def setup(tmp_path_factory):
 
 def test_models_table(setup):
     ws, *_ = setup
-    t = browse.models_table(ws)
+    t = models_table(ws)
     assert list(t["model"]) == ["topk-L12-K3"] and t["k"].iloc[0] == 3
     assert abs(t["dead_pct"].iloc[0] - 100 / 12) < 1e-9
     with pytest.raises(NotFoundError, match="topk-L12-K3"):
-        browse.get_model(ws, "nope")
+        get_model(ws, "nope")
 
 
 def test_index_matches_dense_and_is_stored(setup):
@@ -114,21 +106,55 @@ def test_projection_roundtrip(setup):
     assert proj.coords.shape == (10, 2) and proj.rows.dtype == np.int64
 
 
-def test_signed_steering_and_cell_selection():
-    class Res:  # minimal stand-in for core.analysis.steering.SteeringResult in selected_cell
-        selection = {"precision_cell": [{"model": "topk-L200-K20", "latent": 15}]}
+def test_filter_latents(setup):
+    _, z, _, idx = setup
 
-    assert dashboard.selected_cell(Res(), "precision_cell") == ("topk-L200-K20", 15)
-    assert dashboard.selected_cell({"selection": {"recall_cell": []}}, "recall_cell") is None
-    assert dashboard.selected_cell(None) is None
+    class L:
+        name = "Spanish voices"
+
+    table = browse.latent_table(idx, {0: L()})
+    alive = browse.filter_latents(table)
+    assert 5 not in set(alive["latent"]) and len(alive) == int(((z > 0).sum(0) > 0).sum())
+    assert len(browse.filter_latents(table, hide_dead=False)) == D_SAE
+    assert list(browse.filter_latents(table, labelled_only=True)["latent"]) == [0]
+    assert list(browse.filter_latents(table, "spanish")["latent"]) == [0]  # label, any case
+    by_assoc = browse.filter_latents(table, "LANGUAGE=ES")
+    assert 0 in set(by_assoc["latent"]) and (by_assoc["association"] == "language=es").all()
+    assert 7 in set(browse.filter_latents(table, "7")["latent"])  # a number also matches the id
+    dense = browse.filter_latents(table, min_density_pct=30.0)
+    assert (dense["density"] >= 0.3).all() and 0 in set(dense["latent"])  # a third of rows are es
 
 
-def test_nearest_rows_match_brute_force(setup):
-    ws, *_ = setup
-    x = np.asarray(ws.embeddings, dtype=np.float64)
-    q = x[17] + 0.1
-    cos = (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
-    rows, sims = dashboard.nearest_rows(ws, q, 5)
-    assert list(rows) == list(np.argsort(-cos)[:5]) and np.allclose(sims, np.sort(cos)[::-1][:5], atol=1e-5)
-    rows, _ = dashboard.nearest_rows(ws, x[17], 3, exclude_row=17)
-    assert 17 not in rows
+def test_label_names_and_segment_caption(setup):
+    ws, z, _, idx = setup
+
+    class L:
+        name = "Spanish"
+
+    assert browse.label_names({3: L()}, [3, 4]) == ["Spanish", ""]
+    assert browse.label_names(None, np.array([1])) == [""]
+    page = browse.latent_page(ws, idx, 0, n_top=2)
+    cols = browse.metadata_columns(page.top)
+    assert cols[0] == "segment_id" and "row" not in cols and "start_s" not in cols
+    row = page.top.iloc[0]
+    text = browse.segment_caption(row, cols)
+    assert text.startswith(f"**{row['activation']:.3f}** · segment_id: `{row['segment_id']}`")
+    assert "language: `es`" in text and text.endswith("0.0-1.0 s")
+    q = page.quantiles.iloc[0]
+    assert browse.segment_caption(q, cols, quantile=True).startswith(
+        f"q{int(round(q['quantile'] * 100))} · **"
+    )
+    row = row.copy()
+    row["gender"] = ""
+    assert "gender" not in browse.segment_caption(row, cols)  # empty values are left out
+
+
+def test_activation_map_draws_active_points_last(setup):
+    ws, z, _, idx = setup
+    rows = np.array([0, 3, 6, 9, 12])
+    proj = save_projection(ws, rows, np.arange(10, dtype=np.float32).reshape(5, 2))
+    frame = activation_map(proj, idx.column(0))
+    assert list(frame.columns) == ["x", "y", "activation", "row"]
+    assert np.allclose(frame["activation"], np.sort(z[rows, 0]))  # ascending: active on top
+    assert set(frame["row"]) == set(rows)
+    assert (frame.set_index("row").loc[rows, "x"].to_numpy() == proj.coords[:, 0]).all()

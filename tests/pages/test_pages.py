@@ -174,14 +174,14 @@ def test_no_workspace_message(tmp_path, monkeypatch):
 def test_probe_an_uploaded_clip_core_path(ws):
     """What the probe page does with an upload: load -> embed with the workspace's embedder -> probe."""
     from core.audio.read import load_audio, save_wav
-    from core.dashboard import views as dashboard
+    from core.dashboard import probe
 
     t = np.arange(3 * 16_000) / 16_000
     path = ws.root.parent / "upload.wav"
     save_wav(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000)
-    emb = dashboard.embed_clip(ws, load_audio(path))
+    emb = probe.embed_clip(ws, load_audio(path))
     assert emb.shape == (ws.dim,) and np.isfinite(emb).all()
-    res = dashboard.probe_embedding(ws, "topk-L32-K4", emb, n_nearest=3)
+    res = probe.probe_embedding(ws, "topk-L32-K4", emb, n_nearest=3)
     assert len(res.nearest) == 3 and (res.nearest["cosine"].diff().dropna() <= 0).all()
     assert (res.latents["activation"] > 0).all()
 
@@ -191,7 +191,8 @@ def test_dashboard_cache_command(ws):
     import shutil
 
     from core.cli import main
-    from core.dashboard.browse import list_models, load_index
+    from core.dashboard.browse import load_index
+    from core.sae.catalog import list_models
 
     shutil.rmtree(ws.cache_dir / "browse")
     assert load_index(ws, "topk-L16-K2") is None

@@ -1,0 +1,41 @@
+"""`python -m core dashboard-cache`: precompute what the dashboard reads, each only when missing:
+the latent index of every model (core.dashboard.browse) and the 2-D UMAP map
+(core.dashboard.projection). `make demo` runs it before serving the dashboard."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--workspace", default=None, help="workspace name or path (default: demo)")
+    parser.add_argument("--no-umap", action="store_true", help="skip the 2-D map")
+
+
+def main(args) -> int:
+    """Build every model's latent index and the UMAP map (each only when missing)."""
+    from tqdm import tqdm
+
+    from core.constants import DEFAULT_WORKSPACE
+    from core.dashboard.browse import ensure_index
+    from core.dashboard.projection import load_projection, projection_path
+    from core.sae.catalog import list_models
+    from core.workspace.workspace import Workspace
+
+    ws = Workspace.open(args.workspace or DEFAULT_WORKSPACE)
+    models = list_models(ws)
+    for m in tqdm(models, desc="latent indexes", unit="model"):
+        ensure_index(ws, m.name)
+    print(f"latent indexes of {len(models)} model(s): {ws.cache_dir / 'browse'}")
+    if not args.no_umap:
+        if load_projection(ws) is None:
+            from core.dashboard.projection import compute_projection
+
+            bar = tqdm(total=100, desc="UMAP", unit="%")
+
+            def step(frac: float, text: str) -> None:
+                bar.set_postfix_str(text)
+                bar.update(max(0, int(frac * 100) - bar.n))
+
+            compute_projection(ws, progress=step)
+            bar.close()
+        print(f"UMAP map: {projection_path(ws)}")
+    return 0

@@ -1,0 +1,52 @@
+"""The overview page's data: the workspace's attribute counts and its models (from the one model
+catalogue, core.sae.catalog) with their training metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core.sae.catalog import list_models
+
+MODEL_COLUMNS = ["model", "arch", "d_sae", "k", "nmse", "explained_variance", "l0", "dead_pct"]
+
+
+def models_table(ws) -> pd.DataFrame:
+    """One row per model: name, arch, d_sae, k, nmse, explained_variance, l0, dead %."""
+    rows = []
+    for m in list_models(ws):
+        met = m.metrics
+        dead = met.get("dead_fraction")
+        rows.append(
+            {
+                "model": m.name,
+                "arch": m.arch,
+                "d_sae": m.d_sae,
+                "k": m.k,
+                "nmse": _num(met.get("nmse")),
+                "explained_variance": _num(met.get("explained_variance")),
+                "l0": _num(met.get("l0")),
+                "dead_pct": None if dead is None else 100.0 * float(dead),
+            }
+        )
+    return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+
+def _num(v):
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def nmse_by_k(table: pd.DataFrame) -> pd.DataFrame:
+    """The models of models_table that have both an NMSE and a K (the NMSE-against-K chart)."""
+    return table.dropna(subset=["nmse", "k"])
+
+
+def attribute_counts(summary: dict) -> dict[str, pd.DataFrame]:
+    """attribute -> (value, segments) frame from Workspace.summary(); an empty value is '(none)'."""
+    return {
+        attr: pd.DataFrame({"value": [v or "(none)" for v in counts], "segments": list(counts.values())})
+        for attr, counts in summary.items()
+        if isinstance(counts, dict)
+    }

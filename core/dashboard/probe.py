@@ -1,0 +1,170 @@
+"""Probing a clip: embed an uploaded clip (or take a catalogue segment's embedding), then its
+active latents (with labels and associations) and its nearest catalogue segments by cosine."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError, VoxSAEError
+
+NEAREST_CHUNK_ROWS = 131_072
+UPLOAD_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aiff", "au")
+"""Audio file types the probe page accepts (anything core.audio.read.load_audio decodes)."""
+
+
+@dataclass
+class ProbeResult:
+    embedding: np.ndarray  # float32 [dim]
+    latents: pd.DataFrame  # latent, activation, label, association
+    nearest: pd.DataFrame  # segment rows + cosine
+
+
+# -- the clip's embedding -----------------------------------------------------------------------
+def embed_clip(ws, audio: np.ndarray) -> np.ndarray:
+    """Embed 16 kHz mono audio with the workspace's own embedder -> float32 [dim]."""
+    from core.embedders import get_embedder
+
+    if ws.embedder not in _known_embedders():
+        raise InputError(
+            f"workspace {ws.name} was made with embedder {ws.embedder!r}, which cannot embed new audio here"
+        )
+    emb = get_embedder(ws.embedder)
+    out = np.asarray(emb.embed([np.asarray(audio, dtype=np.float32)]), dtype=np.float32)[0]
+    if out.shape[0] != ws.dim:
+        raise InputError(f"embedder {ws.embedder} gives {out.shape[0]}-d embeddings, workspace has {ws.dim}")
+    return out
+
+
+def _known_embedders() -> set[str]:
+    from core.embedders import EMBEDDERS
+
+    return set(EMBEDDERS)
+
+
+def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
+    """Embed an uploaded audio file (its bytes; `name` gives the format). Errors name the upload,
+    not the temporary file it is decoded from."""
+    from core.audio.read import load_audio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("upload" + Path(name).suffix.lower())
+        path.write_bytes(data)
+        try:
+            return embed_clip(ws, load_audio(path))
+        except VoxSAEError as exc:
+            raise type(exc)(str(exc).replace(str(path), name)) from None
+
+
+# -- nearest catalogue segments -----------------------------------------------------------------
+def _embedding_chunks(ws, chunk_rows: int = NEAREST_CHUNK_ROWS):
+    """(start, float32 [n, dim]) chunks of embeddings.npy read with plain file reads, not the
+    memory map: a full scan then does not leave 1 GB of mapped pages resident in the server."""
+    from core.constants import EMBEDDINGS_NPY
+
+    path = ws.root / EMBEDDINGS_NPY
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, fortran, dtype = readers[version](fh) if version in readers else ((), True, None)
+        if fortran or len(shape) != 2 or dtype != np.float32:
+            x = np.asarray(ws.embeddings, dtype=np.float32)  # unusual layout: fall back to the map
+            for a in range(0, x.shape[0], chunk_rows):
+                yield a, np.asarray(x[a : a + chunk_rows])
+            return
+        n, dim = shape
+        for a in range(0, n, chunk_rows):
+            m = min(chunk_rows, n - a)
+            yield a, np.fromfile(fh, dtype=np.float32, count=m * dim).reshape(m, dim)
+
+
+def _row_norms(ws) -> np.ndarray:
+    cached = getattr(ws, "_voxsae_row_norms", None)
+    if cached is None:
+        cached = np.empty(len(ws), dtype=np.float32)
+        for a, x in _embedding_chunks(ws):
+            cached[a : a + len(x)] = np.linalg.norm(x, axis=1)
+        ws._voxsae_row_norms = cached
+    return cached
+
+
+def nearest_rows(
+    ws, query: np.ndarray, k: int, exclude_row: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cosines) of the k catalogue segments nearest to `query` by cosine, best first."""
+    q = np.asarray(query, dtype=np.float32).ravel()
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    norms = _row_norms(ws)
+    cos = np.empty(len(ws), dtype=np.float32)
+    for a, x in _embedding_chunks(ws):
+        cos[a : a + len(x)] = x @ q
+    cos /= np.maximum(norms, 1e-12)
+    if exclude_row is not None:
+        cos[int(exclude_row)] = -np.inf
+    k = min(k, len(cos))
+    near = np.argpartition(-cos, k - 1)[:k]
+    near = near[np.argsort(-cos[near])]
+    return near.astype(np.int64), cos[near].astype(float)
+
+
+# -- the probe ----------------------------------------------------------------------------------
+def probe_embedding(
+    ws,
+    model: str,
+    embedding: np.ndarray,
+    *,
+    labels: dict | None = None,
+    stats: pd.DataFrame | None = None,
+    n_nearest: int = 8,
+    exclude_row: int | None = None,
+) -> ProbeResult:
+    """Active latents (with labels and associations) and nearest catalogue segments of one embedding."""
+    from core.dashboard.browse import label_names
+    from core.sae.activations import encode_array
+    from core.sae.catalog import open_model
+
+    e = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
+    if e.shape[1] != ws.dim:
+        raise InputError(f"embedding of dim {e.shape[1]}, workspace {ws.name} has {ws.dim}")
+    z = np.asarray(encode_array(open_model(ws, model), e), dtype=np.float32)[0]
+    active = np.flatnonzero(z > 0)
+    active = active[np.argsort(-z[active])]
+    lat = pd.DataFrame(
+        {
+            "latent": active.astype(np.int64),
+            "activation": z[active].astype(float),
+            "label": label_names(labels, active),
+        }
+    )
+    if stats is not None and "association" in stats.columns:
+        lat["association"] = stats["association"].to_numpy()[active]
+        lat["density"] = stats["density"].to_numpy()[active]
+    near, near_cos = nearest_rows(ws, e[0], n_nearest, exclude_row)
+    nearest = ws.segments.iloc[near].reset_index(drop=True)
+    nearest.insert(0, "cosine", near_cos)
+    nearest.insert(0, "row", near.astype(np.int64))
+    return ProbeResult(embedding=e[0], latents=lat, nearest=nearest)
+
+
+def probe_segment(ws, model: str, segment_id: str, **kwargs) -> ProbeResult:
+    """probe_embedding of a catalogue segment's stored embedding; the segment itself is not
+    among its nearest."""
+    from core.dashboard.playback import segment_position
+
+    row = segment_position(ws, segment_id)
+    return probe_embedding(ws, model, ws.embeddings[row], exclude_row=row, **kwargs)
+
+
+NEAREST_HIDDEN = ("row", "source", "start_s", "end_s", "duration_s")
+
+
+def nearest_caption(row: pd.Series) -> str:
+    """One line for a nearest segment: its cosine, then its non-empty metadata."""
+    from core.dashboard.browse import metadata_parts
+
+    columns = [c for c in row.index if c not in (*NEAREST_HIDDEN, "cosine")]
+    return " · ".join([f"cosine: `{row['cosine']:.3f}`", *metadata_parts(row, columns)])
