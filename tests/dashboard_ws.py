@@ -83,7 +83,8 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
     from core.audio.read import save_wav
     from core.dashboard.browse import build_index, list_models
     from core.dashboard.projection import save_projection
-    from core.training.trainer import TrainConfig, train_grid
+    from core.training.config import TrainConfig
+    from core.training.grid import train_grid
     from core.workspace.workspace import Workspace
 
     seg, x = build_segments_and_embeddings()

@@ -19,16 +19,10 @@ from sae_synth import recovery, segments_for, synthetic_embeddings
 from core import cli
 from core.errors import InputError, NotFoundError
 from core.sae.activations import latents
-from core.training.trainer import (
-    TrainConfig,
-    TrainingInterrupted,
-    list_models,
-    model_name,
-    open_model,
-    split_train_val,
-    train_grid,
-    training_rows,
-)
+from core.sae.catalog import list_models, open_model
+from core.training.config import TrainConfig
+from core.training.grid import model_name, split_train_val, train_grid, training_rows
+from core.training.trainer import TrainingInterrupted
 from core.workspace.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
