@@ -176,6 +176,12 @@ def dense_codes(pre: Tensor, z: Tensor) -> StackCodes:
     return StackCodes(pre, lambda idx: pre.reshape(pre.shape[0], -1).gather(1, idx), dense=z)
 
 
+def threshold_gate(pre: Tensor, threshold: Tensor) -> Tensor:
+    """SAELens's 'jumprelu' inference rule (BatchTopK and JumpReLU save as it): ReLU(pre) where
+    pre > threshold, else 0."""
+    return pre.relu() * (pre > threshold).to(pre.dtype)
+
+
 def data_unit(scale: float | None, d_in: int) -> float:
     """sqrt(scale / d_in): the per-dimension RMS of data whose mean ||x - mean||^2 is `scale` (1
     without data) - the unit of data-relative settings such as jumprelu's bandwidth."""

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.sae.base import SAE, SAEConfig
+from core.sae.base import SAE, SAEConfig, threshold_gate
 
 
 def batch_topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -19,11 +19,6 @@ def batch_topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     n = min(k * pre.shape[0], flat.numel())
     vals, idx = flat.topk(n, sorted=False)
     return torch.zeros_like(flat).scatter(0, idx, vals).reshape(pre.shape), vals
-
-
-def threshold_gate(pre: Tensor, threshold: Tensor) -> Tensor:
-    """Inference rule: ReLU'd pre-activations above the threshold, zero below."""
-    return pre.relu() * (pre > threshold).to(pre.dtype)
 
 
 class BatchTopKSAE(SAE):

@@ -322,18 +322,14 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     ws = Workspace.open(args.workspace)
+    same_name = ("epochs", "max_epochs", "batch_size", "lr", "seed", "device")
     cfg = TrainConfig(
         archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
         latents=tuple(args.latents),
         ks=tuple(args.k),
-        epochs=args.epochs,
-        max_epochs=args.max_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         l1_coefficient=args.l1,
-        device=args.device,
         sae_options={n: v for n in _option_names() if (v := getattr(args, n)) is not None},
+        **{name: getattr(args, name) for name in same_name},
     )
     res = train_grid(ws, cfg, checkpoint_every_s=args.checkpoint_every)
     print(
