@@ -11,15 +11,6 @@ from core.sae import ARCHITECTURES, SAEConfig, create_sae, geometric_median
 from core.sae.stack import SAEStack
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: two BLAS threads per process oversubscribe it badly
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _perturbed(arch: str, ks, d_in=16, d_sae=40):
     saes = []
     for i, k in enumerate(ks):

@@ -28,14 +28,6 @@ from core.workspace.workspace import Workspace
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _ws(tmp_path, name="ws", n=3000, split=None, **kw):
     x, dirs = synthetic_embeddings(n=n, **kw)
     ws = Workspace.create(tmp_path / name, segments_for(n, split), x, embedder="synthetic", sample_rate=0)
