@@ -212,17 +212,7 @@ def train_grid(
             if progress:
                 print(f"all {len(specs)} model(s) up to date in {ws.models_dir}", flush=True)
             return TrainResult([], cached, state_path)
-        sample = x_train[torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed))[:20_000]]
-        b_dec0 = geometric_median(sample.cpu())
-        stacks: dict[tuple[str, int], list[tuple[str, SAE]]] = {}
-        for s in todo:
-            sae = create_sae(cfg_of(s.name))
-            sae.init_weights(b_dec0, data_scale=scale)
-            stacks.setdefault((s.cfg.architecture, s.cfg.d_sae), []).append((s.name, sae.to(device)))
-        groups = [
-            NamedStack(SAEStack.from_saes([sae for _, sae in g]), [name for name, _ in g])
-            for g in stacks.values()
-        ]
+        groups = _new_stacks([cfg_of(s.name) for s in todo], [s.name for s in todo], x_train, scale, cfg.seed)
         run = RunState()
 
     def on_finished(name: str, sae: SAE, metrics: dict) -> None:
@@ -253,6 +243,24 @@ def train_grid(
     if state_path.exists():
         state_path.unlink()
     return TrainResult(run.trained, cached, state_path)
+
+
+def _new_stacks(
+    cfgs: list[SAEConfig], names: list[str], x_train: torch.Tensor, scale: float, seed: int
+) -> list[NamedStack]:
+    """Freshly initialised models (b_dec at the geometric median of up to 20,000 training rows),
+    one stack per (architecture, latent dim)."""
+    sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:20_000]]
+    b_dec0 = geometric_median(sample.cpu())
+    stacks: dict[tuple[str, int], list[tuple[str, SAE]]] = {}
+    for c, name in zip(cfgs, names, strict=True):
+        sae = create_sae(c)
+        sae.init_weights(b_dec0, data_scale=scale)
+        stacks.setdefault((c.architecture, c.d_sae), []).append((name, sae.to(x_train.device)))
+    return [
+        NamedStack(SAEStack.from_saes([sae for _, sae in g]), [name for name, _ in g])
+        for g in stacks.values()
+    ]
 
 
 def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
