@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "make a workspace from an embeddings file + metadata CSV",
     ),
     "summary": ("core.workspace.summary", "print a workspace's corpus summary and linear-probe accuracies"),
-    "train": ("core.training.trainer", "train the grid of SAEs (arch x latents x K) on a workspace"),
+    "train": ("core.training.grid", "train the grid of SAEs (arch x latents x K) on a workspace"),
     "identify": (
         "core.analysis.identification",
         "find the latent that detects an attribute value, per model",

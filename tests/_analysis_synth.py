@@ -117,7 +117,7 @@ def train_sae(
 def train_models(ws: Workspace, shapes=((6, 2), (16, 2)), steps: int = 300) -> list[str]:
     """Train tiny TopK SAEs on the 'sae' split and save them as the workspace's models."""
     from core.sae.checkpoint import save_sae
-    from core.training.trainer import model_name
+    from core.training.grid import model_name
 
     seg = ws.segments
     x = np.asarray(ws.embeddings, dtype=np.float32)[(seg["split"] == "sae").to_numpy()]

@@ -84,7 +84,8 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
     from core.dashboard.browse import build_index
     from core.dashboard.projection import save_projection
     from core.sae.catalog import list_models
-    from core.training.trainer import TrainConfig, train_grid
+    from core.training.config import TrainConfig
+    from core.training.grid import train_grid
     from core.workspace.workspace import Workspace
 
     seg, x = build_segments_and_embeddings()

@@ -1,9 +1,22 @@
-"""Synthetic ground truth for SAE tests: sparse non-negative combinations of known unit directions."""
+"""Synthetic ground truth for SAE tests: sparse non-negative combinations of known unit directions;
+and the one-torch-thread fixture the SAE and training tests share (their conftest.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test process: the test machine is shared, and two BLAS threads per
+    process oversubscribe its 2 cores badly."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def synthetic_embeddings(

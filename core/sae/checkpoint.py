@@ -1,7 +1,8 @@
 """SAE checkpoints in SAELens's format: MODEL/cfg.json + sae_weights.safetensors [+ metrics.json].
 
 Tensor names and shapes are SAELens's (W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in],
-b_dec [d_in]; BatchTopK adds `threshold` [d_sae] and saves as SAELens's 'jumprelu'), and cfg.json
+b_dec [d_in]; an architecture adds its own, e.g. BatchTopK and JumpReLU `threshold` [d_sae], and
+saves as its SAELens architecture: BatchTopK as 'jumprelu'), and cfg.json
 carries SAELens's fields, so `sae_lens.SAE.load_from_disk(MODEL)` loads our models. Our own fields
 live under cfg["voxsae"]: the SAEConfig, the workspace fingerprint and embedder, and the SHA-256
 of the weights file, which `load_sae` checks - a truncated or swapped weights file is refused.
@@ -48,15 +49,13 @@ def sae_tensors(sae: SAE) -> dict[str, torch.Tensor]:
 
 
 def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
-    shapes = {
+    return {
         "W_enc": (cfg.d_in, cfg.d_sae),
         "b_enc": (cfg.d_sae,),
         "W_dec": (cfg.d_sae, cfg.d_in),
         "b_dec": (cfg.d_in,),
+        **ARCHITECTURES[cfg.architecture].extra_tensor_shapes(cfg),
     }
-    if cfg.architecture == "batchtopk":
-        shapes["threshold"] = (cfg.d_sae,)
-    return shapes
 
 
 def build_cfg(sae: SAE, weights_sha256: str, info: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from sae_synth import segments_for, synthetic_embeddings
 
 from core.errors import InputError
 from core.sae.activations import encode_array, latents, reconstruct, sparse_codes
-from core.training.trainer import TrainConfig, open_model, train_grid
+from core.sae.catalog import open_model
+from core.training.config import TrainConfig
+from core.training.grid import train_grid
 from core.workspace.workspace import Workspace
 
 

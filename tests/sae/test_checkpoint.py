@@ -16,14 +16,6 @@ from core.sae import SAEConfig, create_sae
 from core.sae.checkpoint import load_sae, save_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _sae(arch="topk", k=5, d_in=12, d_sae=30):
     sae = create_sae(SAEConfig(arch, d_in=d_in, d_sae=d_sae, k=k, seed=3))
     with torch.no_grad():

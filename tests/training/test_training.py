@@ -1,5 +1,6 @@
 """Grid training on synthetic ground truth: recovery, ReLU's dead latents, metrics, cache, resume
-(in-process stop hook and a real kill -9 of the CLI), and every bad input."""
+(in-process stop hook and a real kill -9 of the CLI), every bad input, and an architecture added
+by one registry entry alone."""
 
 from __future__ import annotations
 
@@ -18,28 +19,16 @@ from sae_synth import recovery, segments_for, synthetic_embeddings
 
 from core import cli
 from core.errors import InputError, NotFoundError
+from core.sae import ARCHITECTURES, SAE
 from core.sae.activations import latents
-from core.training.trainer import (
-    TrainConfig,
-    TrainingInterrupted,
-    list_models,
-    model_name,
-    open_model,
-    split_train_val,
-    train_grid,
-    training_rows,
-)
+from core.sae.base import Option
+from core.sae.catalog import list_models, open_model
+from core.training.config import TrainConfig
+from core.training.grid import model_name, split_train_val, train_grid, training_rows
+from core.training.trainer import TrainingInterrupted
 from core.workspace.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _ws(tmp_path, name="ws", n=3000, split=None, **kw):
@@ -230,3 +219,53 @@ def test_bad_inputs(tmp_path, capsys):
         cli.main(["train", "--workspace", str(ws4.root), "--latents", "8", "--k", "2", "--epochs", "1"]) == 0
     )
     assert "1 already up to date" in capsys.readouterr().out
+
+
+class _ShiftedReLU(SAE):
+    """A toy architecture, whole in this class: ReLU(pre - shift), `shift` an option, and a
+    per-latent `gain` buffer that travels through the stack and the checkpoint."""
+
+    architecture = "shifted"
+    saelens_architecture = "standard"
+    uses_k = False
+    uses_auxk = False
+    options = {"shift": Option(0.1, "shifted: subtracted from every pre-activation")}
+
+    def register_extra(self) -> None:
+        self.register_buffer("gain", torch.linspace(1.0, 2.0, self.cfg.d_sae))
+
+    def activate(self, pre):
+        return (pre - self.cfg.options["shift"]).relu() * self.gain
+
+    @classmethod
+    def stack_tensors(cls, cfgs):
+        return {"gain": torch.zeros(len(cfgs), cfgs[0].d_sae)}
+
+    @classmethod
+    def stack_activate(cls, stack, pre, *, training, scale=1.0):
+        shift = torch.tensor([[c.options["shift"]] for c in stack.cfgs])
+        return (pre - shift).relu() * stack.gain
+
+    @classmethod
+    def extra_tensor_shapes(cls, cfg):
+        return {"gain": (cfg.d_sae,)}
+
+
+def test_an_architecture_is_one_class_and_one_registry_entry(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(ARCHITECTURES, "shifted", _ShiftedReLU)
+    ws, x, _ = _ws(tmp_path, n=400)
+    args = ["train", "--workspace", str(ws.root), "--arch", "shifted,topk", "--latents", "8"]
+    assert cli.main([*args, "--k", "2", "--epochs", "2", "--shift", "0.2"]) == 0
+    assert "trained 2 model(s)" in capsys.readouterr().out
+    assert [m.name for m in list_models(ws)] == ["shifted-L8", "topk-L8-K2"]
+    sae = open_model(ws, "shifted-L8")
+    assert isinstance(sae, _ShiftedReLU) and sae.cfg.options == {"shift": 0.2} and sae.cfg.k is None
+    torch.testing.assert_close(sae.gain, torch.linspace(1.0, 2.0, 8))  # from the stack, through the file
+    met = list_models(ws)[0].metrics  # the stack's inference rule on the validation rows ...
+    _, va = split_train_val(len(x), 0.1, 0)
+    with torch.no_grad():
+        out = sae(torch.from_numpy(x[va]))  # ... is the single model's
+    np.testing.assert_allclose((out.latents > 0).float().mean(0).numpy(), met["density"], atol=1e-5)
+    assert 0 < met["l0"] < 8
+    assert cli.main([*args, "--k", "2", "--epochs", "2", "--shift", "0.2"]) == 0  # cached
+    assert "2 already up to date" in capsys.readouterr().out

@@ -1,0 +1,353 @@
+"""Command `train`: the grid of SAEs (architecture x latent dim x K), all in one pass over the data.
+
+    python -m core train --workspace NAME [--arch topk] [--latents 100,200,...] [--k 5,10,...]
+                         [--epochs N] [--device cuda] [--batch-size B] [--lr LR] [--seed S]
+                         [--l0-coefficient C ...]  (each architecture option, see core.sae.base)
+
+* Trains on the workspace rows whose `split` is 'sae' when that column exists (else all rows);
+  `val_fraction` of them (seeded) is held out for early stopping and metrics.
+* The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
+  x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
+* Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
+  all their K values, embedding_bag decoding. Every batch is read once and fed to every stack
+  (core.training.trainer: the epoch loop, early stop per model, `--epochs N` for exactly N).
+  A finished model is saved (models/NAME/cfg.json + sae_weights.safetensors + metrics.json).
+* Resumable: the whole training state (core.training.state) is one safetensors file under
+  cache/training/, written atomically every `checkpoint_every_s` seconds and at each epoch end.
+  Running the same command after a crash (kill -9) continues from it; the data order is a pure
+  function of (seed, epoch), so a resumed run follows the uninterrupted one.
+* Cached: a model whose folder records the same workspace fingerprint and training key is not
+  retrained; a rerun with nothing changed trains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from core.constants import DEFAULT_WORKSPACE, SPLIT_SAE, TRAINING_DIR, TRAINING_STATE
+from core.errors import InputError, VoxSAEError
+from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
+from core.sae.catalog import list_models, read_cfg
+from core.sae.checkpoint import save_sae
+from core.sae.stack import SAEStack
+from core.training import state as state_file
+from core.training.config import TrainConfig, TrainResult
+from core.training.trainer import (
+    NamedStack,
+    RunState,
+    derived_seed,
+    shuffled_batches,
+    steps_per_epoch,
+    train,
+)
+from core.workspace.workspace import Workspace
+
+
+class _Spec(NamedTuple):
+    name: str
+    cfg: SAEConfig
+    key: str
+
+
+# -- names and the grid -------------------------------------------------------------------------
+def model_name(arch: str, d_sae: int, k: int | None = None) -> str:
+    """'topk-L200-K20'; 'relu-L200' (an architecture without K)."""
+    impl = ARCHITECTURES.get(arch)
+    if k is None or (impl is not None and not impl.uses_k):
+        return f"{arch}-L{int(d_sae)}"
+    return f"{arch}-L{int(d_sae)}-K{int(k)}"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
+    """Every model of the grid: name, SAE config and cache key."""
+    for arch in cfg.archs:
+        if arch not in ARCHITECTURES:
+            raise InputError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})")
+    stray = set(cfg.sae_options) - {name for arch in cfg.archs for name in ARCHITECTURES[arch].options}
+    if stray:
+        raise InputError(
+            f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
+        )
+    specs = []
+    for arch in cfg.archs:
+        impl = ARCHITECTURES[arch]
+        options = {k: v for k, v in cfg.sae_options.items() if k in impl.options}
+        for d_sae in cfg.latents:
+            for k in cfg.ks if impl.uses_k else [None]:
+                name = model_name(arch, d_sae, k)
+                sae_cfg = SAEConfig(
+                    architecture=arch,
+                    d_in=ws.dim,
+                    d_sae=d_sae,
+                    k=k,
+                    l1_coefficient=cfg.l1_coefficient,
+                    auxk_coefficient=cfg.auxk_coefficient,
+                    seed=derived_seed(cfg.seed, name),
+                    options=options,
+                )
+                key = _hash(
+                    {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
+                )
+                specs.append(_Spec(name, sae_cfg, key))
+    if not specs:
+        raise InputError("the grid is empty (no architectures, latents or K values)")
+    return specs
+
+
+def _is_cached(ws: Workspace, spec: _Spec) -> bool:
+    try:
+        ours = read_cfg(ws.models_dir / spec.name)["voxsae"]
+    except VoxSAEError:
+        return False
+    return ours.get("train_key") == spec.key and ours.get("fingerprint") == ws.fingerprint
+
+
+# -- data ---------------------------------------------------------------------------------------
+def training_rows(ws: Workspace) -> np.ndarray:
+    """Row indices of the SAE training data: split == 'sae' when the column exists, else all."""
+    seg = ws.segments
+    if len(seg) == 0:
+        raise InputError(f"workspace {ws.name} is empty: nothing to train on")
+    if "split" in seg.columns:
+        rows = np.flatnonzero(seg["split"].astype(str).to_numpy() == SPLIT_SAE)
+        if rows.size == 0:
+            raise InputError(
+                f"workspace {ws.name}: no segments with split '{SPLIT_SAE}' to train on "
+                f"(splits present: {', '.join(sorted(seg['split'].astype(str).unique()))})"
+            )
+        return rows
+    return np.arange(len(seg))
+
+
+def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, float32 [n, dim]) of the training rows; NaN/inf rows raise InputError naming the segment."""
+    rows = training_rows(ws)
+    x = np.asarray(ws.embeddings[rows], dtype=np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = rows[np.flatnonzero(~finite)]
+        sid = ws.segments["segment_id"].iloc[int(bad[0])]
+        raise InputError(
+            f"workspace {ws.name}: {bad.size} embedding row(s) contain NaN or inf "
+            f"(first: row {int(bad[0])}, segment {sid})"
+        )
+    return rows, x
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if n < 10:
+        raise InputError(f"SAE training needs at least 10 rows, got {n}")
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}") from None
+
+
+# -- the run ------------------------------------------------------------------------------------
+def train_grid(
+    ws: Workspace,
+    cfg: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    checkpoint_every_s: float = 60.0,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train every model of the grid that is not already up to date; returns what was trained.
+
+    `stop_after_steps` (tests): checkpoint and raise TrainingInterrupted after that many steps,
+    as if the process had been killed right after a checkpoint.
+    """
+    cfg = cfg or TrainConfig()
+    device = resolve_device(cfg.device)
+    specs = grid_specs(ws, cfg)
+    by_name = {s.name: s for s in specs}
+    run_key = _hash({"models": sorted(s.key for s in specs)})
+    state_path = ws.cache_dir / TRAINING_DIR / f"{run_key}-{TRAINING_STATE}"
+
+    rows, data = load_training_data(ws)
+    tr_idx, va_idx = split_train_val(len(rows), cfg.val_fraction, cfg.seed)
+    x_train = torch.from_numpy(data[tr_idx]).to(device)
+    x_val = torch.from_numpy(data[va_idx]).to(device)
+    n_train = x_train.shape[0]
+    batch = max(1, min(cfg.batch_size, max(32, n_train // 32)))
+    scale = float(x_train.var(0, unbiased=False).double().sum())  # mean ||x - mean||^2
+    if scale <= 0:
+        raise InputError(f"workspace {ws.name}: all training embeddings are identical")
+    dead_after = int(min(100_000, max(1_000, n_train // 2)))
+
+    def cfg_of(name: str) -> SAEConfig:
+        return dataclasses.replace(by_name[name].cfg, dead_after_samples=dead_after)
+
+    resumed = state_file.load_state(state_path, run_key, cfg_of, device)
+    if resumed is not None:
+        groups, run, extra = resumed
+        cached = list(extra.get("cached", []))
+        if progress:
+            print(f"resuming training from epoch {run.epoch + 1}, step {run.step}", flush=True)
+    else:
+        todo = [s for s in specs if not _is_cached(ws, s)]
+        cached = [s.name for s in specs if s not in todo]
+        if not todo:
+            if progress:
+                print(f"all {len(specs)} model(s) up to date in {ws.models_dir}", flush=True)
+            return TrainResult([], cached, state_path)
+        groups = _new_stacks([cfg_of(s.name) for s in todo], [s.name for s in todo], x_train, scale, cfg.seed)
+        run = RunState()
+
+    def on_finished(name: str, sae: SAE, metrics: dict) -> None:
+        save_sae(
+            sae,
+            ws.models_dir / name,
+            metrics=metrics,
+            info=_info(ws, by_name[name], cfg, n_train, len(va_idx)),
+        )
+
+    def on_checkpoint(groups: list[NamedStack], run: RunState) -> None:
+        state_file.save_state(state_path, run_key, groups, run, {"cached": cached})
+
+    run = train(
+        groups,
+        shuffled_batches(x_train, batch, cfg.seed),
+        steps_per_epoch(n_train, batch),
+        x_val,
+        scale,
+        cfg,
+        run,
+        on_finished=on_finished,
+        on_checkpoint=on_checkpoint,
+        checkpoint_every_s=checkpoint_every_s,
+        stop_after_steps=stop_after_steps,
+        progress=progress,
+    )
+    if state_path.exists():
+        state_path.unlink()
+    return TrainResult(run.trained, cached, state_path)
+
+
+def _new_stacks(
+    cfgs: list[SAEConfig], names: list[str], x_train: torch.Tensor, scale: float, seed: int
+) -> list[NamedStack]:
+    """Freshly initialised models (b_dec at the geometric median of up to 20,000 training rows),
+    one stack per (architecture, latent dim)."""
+    sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:20_000]]
+    b_dec0 = geometric_median(sample.cpu())
+    stacks: dict[tuple[str, int], list[tuple[str, SAE]]] = {}
+    for c, name in zip(cfgs, names, strict=True):
+        sae = create_sae(c)
+        sae.init_weights(b_dec0, data_scale=scale)
+        stacks.setdefault((c.architecture, c.d_sae), []).append((name, sae.to(x_train.device)))
+    return [
+        NamedStack(SAEStack.from_saes([sae for _, sae in g]), [name for name, _ in g])
+        for g in stacks.values()
+    ]
+
+
+def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
+    return {
+        "name": spec.name,
+        "workspace": ws.name,
+        "fingerprint": ws.fingerprint,
+        "embedder": ws.embedder,
+        "d_in": ws.dim,
+        "train_key": spec.key,
+        "training": {**cfg.key_fields(), "n_train": n_train, "n_val": n_val},
+    }
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _option_names() -> dict[str, str]:
+    """Every architecture option -> its help (an option several architectures share is one flag)."""
+    out: dict[str, str] = {}
+    for impl in ARCHITECTURES.values():
+        for name, opt in impl.options.items():
+            out.setdefault(name, f"{opt.help} (default {opt.default:g})")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="workspace name or path")
+    parser.add_argument(
+        "--arch", default="topk", help=f"architecture(s), comma-separated: {','.join(ARCHITECTURES)}"
+    )
+    parser.add_argument("--latents", type=_int_list, default=d.latents, help="latent dims (default 100..600)")
+    parser.add_argument("--k", type=_int_list, default=d.ks, help="K values (default 5..35)")
+    parser.add_argument("--epochs", type=int, default=None, help="exactly N epochs (no early stop)")
+    parser.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epoch cap with early stop")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--l1", type=float, default=d.l1_coefficient, help="L1 coefficient (relu)")
+    for name, help_text in _option_names().items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=help_text)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=float, default=60.0, help="seconds between training-state checkpoints"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1 or args.lr <= 0:
+        raise InputError("--batch-size must be >= 1 and --lr > 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    ws = Workspace.open(args.workspace)
+    same_name = ("epochs", "max_epochs", "batch_size", "lr", "seed", "device")
+    cfg = TrainConfig(
+        archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
+        latents=tuple(args.latents),
+        ks=tuple(args.k),
+        l1_coefficient=args.l1,
+        sae_options={n: v for n in _option_names() if (v := getattr(args, n)) is not None},
+        **{name: getattr(args, name) for name in same_name},
+    )
+    res = train_grid(ws, cfg, checkpoint_every_s=args.checkpoint_every)
+    print(
+        f"trained {len(res.trained)} model(s), {len(res.cached)} already up to date; models in {ws.models_dir}"
+    )
+    for m in list_models(ws):
+        if m.name in res.trained:
+            met = m.metrics
+            print(
+                f"  {m.name:<22} nmse={met.get('nmse', float('nan')):.4f} "
+                f"l0={met.get('l0', float('nan')):.1f} dead={met.get('dead_fraction', float('nan')):.2f}"
+            )
+    return 0
