@@ -74,8 +74,10 @@ def load_grid(
     return store.load_frame(GRID_SUBDIR, dataset_key(attribute, str(positive), negs))
 
 
-def k_label(k) -> str:
-    return "relu" if k is None or pd.isna(k) else f"k{int(k)}"
+def k_label(k, arch: str = "relu") -> str:
+    """Column label of a grid cell: 'k20', or the architecture's name when it has no K
+    ('relu', 'jumprelu')."""
+    return str(arch) if k is None or pd.isna(k) else f"k{int(k)}"
 
 
 def grid_table(df: pd.DataFrame, metric: str = "precision", arch: str | None = None) -> pd.DataFrame:
@@ -83,10 +85,12 @@ def grid_table(df: pd.DataFrame, metric: str = "precision", arch: str | None = N
     sub = df if arch is None else df[df["arch"] == arch]
     if arch is None and sub["arch"].nunique() > 1:
         sub = sub[sub["arch"] == main_arch(sub)]
-    sub = sub.assign(K=[k_label(k) for k in sub["k"]], value=100 * sub[metric].astype(float))
+    sub = sub.assign(
+        K=[k_label(k, a) for k, a in zip(sub["k"], sub["arch"], strict=True)],
+        value=100 * sub[metric].astype(float),
+    )
     order = [k_label(k) for k in sorted({k for k in sub["k"] if not pd.isna(k)})]
-    if sub["k"].isna().any():
-        order = ["relu", *order]
+    order = sorted(set(sub.loc[sub["k"].isna(), "K"])) + order
     table = sub.pivot_table(index="d_sae", columns="K", values="value", aggfunc="first")
     return table.reindex(columns=[c for c in order if c in table.columns]).round(1)
 
@@ -119,7 +123,7 @@ def grid_heatmap(
     data = pd.DataFrame(
         {
             "latent dim": sub["d_sae"].astype(int),
-            "K": [k_label(k) for k in sub["k"]],
+            "K": [k_label(k, a) for k, a in zip(sub["k"], sub["arch"], strict=True)],
             "k_sort": [-1 if pd.isna(k) else int(k) for k in sub["k"]],
             "value": (100 * sub[metric].astype(float)).round(1),
             "latent": sub["latent"].astype(int),
