@@ -7,6 +7,8 @@
 processes of one torch thread each (measured here: 2 processes x 1 thread beat 1 process x 2
 threads by far). `titanet` restores a local NeMo .nemo file (192-d). With CUDA available,
 embedding runs in this process on the GPU.
+
+Layer 2 of the data flow. May import: core.constants, core.errors (audio arrives as arrays).
 """
 
 from __future__ import annotations
