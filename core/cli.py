@@ -67,6 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     except VoxSAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine said no (disk full, read-only, permission): say where
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "error: out of memory (try fewer or smaller models, or a smaller --batch-size)", file=sys.stderr
+        )
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+_WRITE_ERRNOS = {"ENOSPC", "EROFS", "EDQUOT", "EFBIG"}
+
+
+def _os_error_line(exc: OSError) -> str:
+    import errno
+
+    where = exc.filename or "a file"
+    why = exc.strerror or str(exc)
+    if errno.errorcode.get(exc.errno or 0) in _WRITE_ERRNOS:
+        return f"cannot write {where}: {why}"
+    return f"{where}: {why}"

@@ -21,13 +21,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core import atomic
 from core.constants import AUDIO_DIR, DEFAULT_EMBEDDER, DEFAULT_WORKSPACE, SAMPLE_RATE
 from core.democorpus import calls as ca
 from core.errors import InputError
@@ -180,8 +180,7 @@ def build(
     t0 = time.time()
     speakers, plans = ca.plan_corpus(seed, scale)
     root = resolve_workspace_path(workspace)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.audio.", dir=root.parent))
+    staging = atomic.staging_dir(root.parent, root.name, suffix=".audio")
     try:
         results = render_calls(plans, speakers, staging, seed, jobs, progress)
         t_render = time.time() - t0

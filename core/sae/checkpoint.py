@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +95,16 @@ def save_sae(
     model_dir = Path(model_dir)
     weights = st_save(sae_tensors(sae), metadata={"format": "pt"})
     cfg = build_cfg(sae, _sha256(weights), info)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", suffix=".tmp", dir=model_dir.parent))
+    staging = atomic.staging_dir(model_dir.parent, model_dir.name)
     try:
         atomic.write_bytes(staging / SAE_WEIGHTS_SAFETENSORS, weights)
         if metrics is not None:
             atomic.write_json(staging / SAE_METRICS_JSON, metrics)
         atomic.write_json(staging / SAE_CFG_JSON, cfg)  # last: its presence marks a complete folder
-        _swap_dir(staging, model_dir)
+        try:
+            _swap_dir(staging, model_dir)
+        except OSError as exc:
+            raise atomic.write_failure(model_dir, exc) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -112,7 +113,7 @@ def save_sae(
 
 def _swap_dir(new: Path, target: Path) -> None:
     if target.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        trash = atomic.staging_dir(target.parent, target.name, suffix=".old")
         os.replace(target, trash / "x")
         os.replace(new, target)
         shutil.rmtree(trash, ignore_errors=True)

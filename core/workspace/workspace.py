@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import atomic
 from core.constants import (
     ANALYSES_DIR,
     AUDIO_DIR,
@@ -192,8 +192,7 @@ class Workspace:
             provenance=provenance or {},
             created=time.time(),
         )
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+        staging = atomic.staging_dir(root.parent, root.name)
         try:
             segments.to_parquet(staging / SEGMENTS_PARQUET, index=False)
             with open(staging / EMBEDDINGS_NPY, "wb") as fh:
