@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.analysis.analyze",
         "run the default analyses (identify, grid, splits, steering, suggestions)",
     ),
+    "seeds": (
+        "core.analysis.seeds",
+        "train and analyse the grid at several seeds: every report figure as mean and spread",
+    ),
     "dashboard-cache": (
         "core.dashboard.cache",
         "precompute what the dashboard reads (latent index of every model, UMAP map)",

@@ -21,6 +21,7 @@ import time
 import pandas as pd
 
 from core import atomic
+from core.analysis.seeds import load_seed_spread, spread_text
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import REPORT_HTML, REPORT_JSON
 from core.workspace.workspace import Workspace
@@ -238,6 +239,9 @@ def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> t
                 ),
             }
     report["claims"] = claims(report)
+    spread = load_seed_spread(ws)
+    if spread is not None:
+        report["seed_spread"] = {k: v for k, v in spread.items() if k != INPUTS}
     report[INPUTS] = {k: v for k, v in manifest[INPUTS].items() if k != CONTENT_KEY}
     return report, charts
 
@@ -351,6 +355,29 @@ def _reading(text: str) -> str:
     return f'<p class="reading">{html.escape(text)}</p>'
 
 
+def _seed_spread_html(spread: dict | None) -> str:
+    """The claims' figures over training seeds, or how to measure them."""
+    if not spread:
+        return (
+            "<p><em>These figures come from one training seed. "
+            "<code>python -m core seeds --workspace NAME</code> retrains the grid at seeds 0, 1, 2 and "
+            "adds their mean and spread here.</em></p>"
+        )
+    seeds = ", ".join(map(str, spread["seeds"]))
+    rows = [
+        {"figure": r["figure"], "mean ± sd (min to max)": spread_text(r), **r["values"]}
+        for r in spread["figures"]
+    ]
+    return (
+        f"<h3>Spread over training seeds {html.escape(seeds)}</h3>"
+        + _reading(
+            "Each figure the claims rest on, measured on grids trained with each seed (same data, same "
+            "feature datasets): a difference smaller than the spread is noise."
+        )
+        + _table(rows, fmt={s: (lambda v: f"{v:.3g}") for s in map(str, spread["seeds"])})
+    )
+
+
 def render_html(report: dict, charts: dict) -> str:
     ws = report["workspace"]
     parts = [
@@ -371,6 +398,7 @@ def render_html(report: dict, charts: dict) -> str:
             f"<td style='text-align:left'>{html.escape(c['detail'])}</td></tr>"
         )
     parts.append("<table><tr><th>claim</th><th>holds</th><th>measured</th></tr>" + "".join(rows) + "</table>")
+    parts.append(_seed_spread_html(report.get("seed_spread")))
     pct = {"precision": _pct, "recall": _pct, "f1": lambda v: f"{v:.3f}"}
     for n, f in enumerate(report["features"]):
         attr, pos = f["attribute"], f["positive"]
@@ -496,5 +524,10 @@ def main(args) -> int:
             print(f"  steering: {f['steering']['reading']}")
     for c in report["claims"]:
         print(f"[{'n/a' if c['holds'] is None else ('yes' if c['holds'] else 'NO ')}] {c['claim']}")
+    spread = report.get("seed_spread")
+    if spread:
+        print(f"over training seeds {', '.join(map(str, spread['seeds']))}:")
+        for r in spread["figures"]:
+            print(f"  {r['figure']}: {spread_text(r)}")
     print(f"wrote {ws.analyses_dir / REPORT_HTML} and {ws.analyses_dir / REPORT_JSON}")
     return 0
