@@ -52,25 +52,64 @@ def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
     return data_root() / text
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _dtype_problem(dtype: np.dtype) -> str | None:
+    """Why an array of `dtype` cannot be embeddings (None when it can: int, uint or float)."""
+    if dtype.fields is not None:
+        return f"a structured array (fields {', '.join(dtype.names)}), not one number per dimension"
+    if dtype.kind == "c":
+        return f"complex numbers ({dtype}); the imaginary part would be lost: pass the real part explicitly"
+    if dtype.kind not in "iuf":
+        kinds = {
+            "b": "booleans",
+            "O": "Python objects",
+            "U": "text",
+            "S": "bytes",
+            "M": "dates",
+            "m": "durations",
+        }
+        return f"{kinds.get(dtype.kind, 'not numbers')} (dtype {dtype}), not real numbers"
+    return None
+
+
 def validate_embeddings(array: Any, where: str, dim: int | None = None) -> np.ndarray:
-    """Return `array` as float32 [N, D] or raise InputError naming the first bad row."""
+    """Return `array` as float32 [N, D] or raise InputError naming what is wrong (and the first bad row).
+
+    Refused: anything but int/uint/float numbers (complex, bool, strings, objects, structured),
+    other than 2-D, no rows or no dimensions, NaN/inf, and values float32 cannot hold.
+    """
     arr = np.asarray(array)
+    problem = _dtype_problem(arr.dtype)
+    if problem:
+        raise InputError(f"{where}: embeddings must be real numbers (int or float), got {problem}")
     if arr.ndim != 2:
         raise InputError(f"{where}: embeddings must be a 2-D array [N, dim], got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise InputError(f"{where}: no embeddings (0 rows)")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{where}: embeddings must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
+    if arr.shape[1] == 0:
+        raise InputError(
+            f"{where}: embeddings have 0 dimensions (shape {arr.shape}); need [N, dim] with dim >= 1"
+        )
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise InputError(
             f"{where}: {bad.size} embedding row(s) contain NaN or inf (first bad row index {bad[0]})"
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        too_big = (np.abs(arr) > FLOAT32_MAX).any(axis=1)
+        if too_big.any():
+            bad = np.flatnonzero(too_big)
+            raise InputError(
+                f"{where}: {bad.size} embedding row(s) hold values beyond float32's range "
+                f"(|x| up to {float(np.abs(arr).max()):.3g}, float32 holds {FLOAT32_MAX:.3g}; "
+                f"first bad row index {bad[0]})"
+            )
     if dim is not None and arr.shape[1] != dim:
         raise InputError(f"{where}: embedding dim {arr.shape[1]} does not match the expected dim {dim}")
-    return arr
+    return arr.astype(np.float32, copy=False)
 
 
 def validate_segments(frame: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -93,3 +93,39 @@ def test_unknown_attribute_lists_known(segments_factory):
     ws = Workspace.create("u", segments_factory(3), np.zeros((3, 2), np.float32), embedder="t", sample_rate=0)
     with pytest.raises(NotFoundError, match="attributes: speaker"):
         ws.attribute_values("language")
+
+
+# -- validate_embeddings: only real numbers, 2-D, rows and dimensions, float32's range ----------
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.ones((3, 2), np.complex64), r"complex numbers \(complex64\); the imaginary part would be lost"),
+        (np.ones((3, 2), bool), r"booleans \(dtype bool\)"),
+        (np.array([["a", "b"], ["c", "d"]]), r"text \(dtype <U1\)"),
+        (np.array([[b"a"], [b"b"]]), r"bytes \(dtype \|S1\)"),
+        (np.array([[1, "x"], [None, 2.0]], dtype=object), r"Python objects \(dtype object\)"),
+        (np.zeros(3, dtype=[("a", "f4"), ("b", "f4")]), r"a structured array \(fields a, b\)"),
+        (np.zeros((2, 2), "datetime64[s]"), r"dates"),
+        (np.zeros((5, 0), np.float32), r"0 dimensions \(shape \(5, 0\)\)"),
+        (np.zeros((0, 4), np.float32), r"no embeddings \(0 rows\)"),
+    ],
+)
+def test_embeddings_that_are_not_real_numbers_are_refused(array, message):
+    with pytest.raises(InputError, match=r"^x\.npy: .*" + message):
+        validate_embeddings(array, "x.npy")
+
+
+def test_values_beyond_float32_are_refused_and_others_kept():
+    big = np.zeros((4, 3), np.float64)
+    big[2, 1] = -3.5e38  # finite as float64, inf as float32
+    with pytest.raises(
+        InputError, match=r"1 embedding row\(s\) hold values beyond float32's range .*first bad row index 2"
+    ):
+        validate_embeddings(big, "x.npy")
+    big[2, 1] = 3.0e38  # the largest float32 is 3.4e38: kept
+    out = validate_embeddings(big, "x.npy")
+    assert out.dtype == np.float32 and out[2, 1] == np.float32(3.0e38)
+    ints = validate_embeddings(np.arange(6, dtype=np.int64).reshape(3, 2), "x.npy")
+    assert ints.dtype == np.float32 and ints.tolist() == [[0, 1], [2, 3], [4, 5]]
+    half = validate_embeddings(np.full((2, 2), 0.5, np.float16), "x.npy")
+    assert half.dtype == np.float32 and half.tolist() == [[0.5, 0.5], [0.5, 0.5]]
