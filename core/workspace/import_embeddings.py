@@ -8,7 +8,9 @@ its `segment_id` column names them when present (otherwise seg000000, seg000001,
 segment attribute. Every bad input is one InputError naming the file (and row) at fault: a file
 that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, and only real
 numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
-float32's range are refused, see workspace.validate_embeddings).
+float32's range are refused, see workspace.validate_embeddings). The workspace folder is checked
+before anything is read (workspace.check_target): an existing folder that is not a workspace is
+refused, replacing a workspace is announced.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
 from core.workspace.metadata import csv_line, read_metadata_csv
-from core.workspace.workspace import Workspace, validate_embeddings
+from core.workspace.workspace import Workspace, announce_replacement, check_target, validate_embeddings
 
 IMPORTED_EMBEDDER = "imported"
 
@@ -166,6 +168,7 @@ def import_embeddings(
     file: str | Path, workspace: str | Path, *, metadata: str | Path, embedder: str = IMPORTED_EMBEDDER
 ) -> Workspace:
     """Make (or replace) a workspace from an embeddings file + metadata CSV, atomically."""
+    root = check_target(workspace)  # a user's own folder is refused before anything is read
     file = Path(file).expanduser()
     embeddings = load_embeddings(file)
     meta = read_metadata_csv(metadata)
@@ -182,6 +185,7 @@ def import_embeddings(
                 f"{file}: embedding dim {embeddings.shape[1]} does not match workspace "
                 f"{existing.name} (dim {existing.dim}); use another --workspace name"
             )
+        announce_replacement(root, "import-embeddings")
     provenance = {
         "command": "import-embeddings",
         "embeddings_file": str(file.resolve()),
@@ -189,5 +193,5 @@ def import_embeddings(
         "embedder": embedder,
     }
     return Workspace.create(
-        workspace, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
+        root, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
     )
