@@ -55,7 +55,7 @@ from core.constants import (
     WORKSPACE_JSON,
     data_root,
 )
-from core.errors import InputError, NotFoundError, VoxSAEError
+from core.errors import InputError, NotFoundError
 
 
 def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
@@ -180,8 +180,8 @@ def check_target(name_or_path: str | os.PathLike) -> Path:
     _finish_commit(root)
     if (root / WORKSPACE_JSON).is_file():
         try:
-            Workspace(root)
-        except VoxSAEError as exc:
+            _read_info(root / WORKSPACE_JSON)
+        except (ValueError, TypeError) as exc:
             raise InputError(
                 f"--workspace {root}: its {WORKSPACE_JSON} is not a VoxSAE workspace file ({exc}); "
                 "refusing to write into it: choose a new or empty folder"
@@ -311,6 +311,11 @@ class WorkspaceInfo:
         return dict(self.__dict__)
 
 
+def _read_info(meta: Path) -> WorkspaceInfo:
+    """workspace.json as WorkspaceInfo; ValueError or TypeError when it is not one of ours."""
+    return WorkspaceInfo(**json.loads(meta.read_text()))
+
+
 class Workspace:
     """An opened workspace. Embeddings are memory-mapped; the segment table is loaded once."""
 
@@ -324,8 +329,7 @@ class Workspace:
                 "build one with `python -m core ingest` or `python -m core demo-corpus`"
             )
         try:
-            raw = json.loads(meta.read_text())
-            self.info = WorkspaceInfo(**raw)
+            self.info = _read_info(meta)
         except (ValueError, TypeError) as exc:
             raise InputError(f"{meta}: not a VoxSAE workspace file ({exc})") from None
 
