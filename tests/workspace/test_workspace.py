@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from core import atomic
@@ -182,19 +181,9 @@ def test_an_existing_folder_that_is_not_a_workspace_is_refused(segments_factory,
     assert check_target(started) == started
 
 
-def _corpus(n, value):
+def _corpus(segments_factory, n, value):
     """n segments and embeddings all `value` (the workspace's content tells old from new)."""
-    seg = pd.DataFrame(
-        {
-            "segment_id": [f"s{i}" for i in range(n)],
-            "source": "x.wav",
-            "start_s": 0.0,
-            "end_s": 5.0,
-            "duration_s": 5.0,
-            "speaker": [f"spk{i % 3}" for i in range(n)],
-        }
-    )
-    return seg, np.full((n, 3), value, np.float32)
+    return segments_factory(n, seed=int(value)), np.full((n, 3), value, np.float32)
 
 
 def _consistent(root):
@@ -204,12 +193,12 @@ def _consistent(root):
     return ws
 
 
-def test_a_failure_at_any_rename_leaves_the_old_or_the_new_workspace(tmp_path, monkeypatch):
+def test_a_failure_at_any_rename_leaves_the_old_or_the_new_workspace(tmp_path, monkeypatch, segments_factory):
     """Replacing a workspace renames: the staged audio folder into the staging (shutil.move), the
     staging to .new-corpus (the commit), then the old audio aside, the new audio, embeddings,
     segments and workspace.json into place. Each rename in turn fails once."""
-    old_seg, old_emb = _corpus(6, 1.0)
-    new_seg, new_emb = _corpus(9, 2.0)
+    old_seg, old_emb = _corpus(segments_factory, 6, 1.0)
+    new_seg, new_emb = _corpus(segments_factory, 9, 2.0)
     real_replace, real_rename = os.replace, os.rename
     state = {"fail_at": 0, "calls": 0}
 
@@ -260,10 +249,9 @@ def test_a_failure_at_any_rename_leaves_the_old_or_the_new_workspace(tmp_path, m
 
 
 KILL_MID_SWAP = """
-import os, signal, sys
+import os, signal
 import numpy as np
-sys.path.insert(0, {tests!r})
-from test_workspace import _corpus
+import pandas as pd
 import core.workspace.workspace as wsmod
 real, calls = os.replace, []
 def replace(src, dst):
@@ -272,18 +260,19 @@ def replace(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
     real(src, dst)
 wsmod.os.replace = replace
-wsmod.Workspace.create({root!r}, *_corpus(9, 2.0), embedder="new", sample_rate=0)
+new = pd.read_parquet({segments!r})
+wsmod.Workspace.create({root!r}, new, np.full((9, 3), 2.0, np.float32), embedder="new", sample_rate=0)
 """
 
 
-def test_kill_9_mid_swap_leaves_a_workspace_that_opens_complete(tmp_path):
+def test_kill_9_mid_swap_leaves_a_workspace_that_opens_complete(tmp_path, segments_factory):
     """kill -9 between the renames that move the new corpus in: the new embeddings are in place,
     the old segments and workspace.json still there (every other point: the test above)."""
     kill_at = 2
     root = tmp_path / "w"
-    old_seg, old_emb = _corpus(6, 1.0)
-    Workspace.create(root, old_seg, old_emb, embedder="old", sample_rate=0)
-    script = KILL_MID_SWAP.format(tests=str(Path(__file__).parent), kill_at=kill_at, root=str(root))
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    segments_factory(9, seed=2).to_parquet(tmp_path / "new.parquet")
+    script = KILL_MID_SWAP.format(segments=str(tmp_path / "new.parquet"), kill_at=kill_at, root=str(root))
     proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert (root / NEW_CORPUS_DIR).is_dir()  # the kill left the commit half moved in
