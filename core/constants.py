@@ -18,6 +18,7 @@ ANALYSES_DIR = "analyses"
 LABELS_SQLITE = "labels.sqlite"
 CACHE_DIR = "cache"  # derived, recomputable artefacts (UMAP, per-model activations, ...)
 AUDIO_DIR = "audio"  # audio a workspace owns (the demo corpus's synthesised calls)
+NEW_CORPUS_DIR = ".new-corpus"  # a committed replacement of the corpus files, moving into place
 
 # --- SAE checkpoint (SAELens file names) ------------------------------------------------
 SAE_CFG_JSON = "cfg.json"

@@ -2,8 +2,9 @@
 
 soundfile (libsndfile) reads wav/flac/ogg/... directly; anything it cannot decode (mp3 on old
 libsndfile, m4a through audioread) falls back to librosa. Resampling uses soxr (high quality).
-Every failure the user can cause (unreadable, corrupt, truncated, empty, all-zero audio) is one
-InputError naming the file.
+Every failure the user can cause (unreadable, corrupt, truncated, empty, all-zero audio, a sample
+rate no audio has, a file too long to decode in the memory there is) is one InputError naming the
+file, so `ingest` can skip that file with its reason and go on with the rest of the folder.
 """
 
 from __future__ import annotations
@@ -27,10 +28,77 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".
 SILENCE_PEAK = 1e-5
 """A file whose absolute peak stays below this (about -100 dBFS) is treated as all silence."""
 
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 768_000
+"""Sample rates taken as audio. Anything else is a corrupt header (0 Hz), or would make
+resampling explode (1 Hz -> 16 kHz multiplies the samples 16,000-fold)."""
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(sr)
+LONG_FILE_S = 600.0
+"""A file longer than this is first scanned block by block for any sound (a 10-hour file of zeros
+is refused without being decoded into memory) and its decoded size is checked against the memory
+available before it is read whole."""
+SCAN_BLOCK = 1 << 20  # frames per block of that scan
+DECODE_COPIES = 3
+"""Bytes a decode holds at once, in float32 samples per output sample (decoded, mono, resampled)."""
+
+
+def _check_rate(path: Path, sr: int) -> None:
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise InputError(
+            f"{path}: corrupt audio header (sample rate {sr} Hz; audio is {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_long_file(path: Path, fh: sf.SoundFile, target_sr: int) -> None:
+    """For a long file: refuse all-silence without decoding it whole, and a decode that cannot fit.
+
+    The scan reads 16-bit samples (libsndfile copies them without conversion: a 10-hour file in
+    about half a second): a file with no sample at 16-bit resolution (-96 dBFS) is silence, far
+    below the -60 dBFS floor under which segmentation finds no speech anyway.
+    """
+    sound = any(block.any() for block in fh.blocks(blocksize=SCAN_BLOCK, dtype="int16", always_2d=True))
+    fh.seek(0)
+    if not sound:
+        raise InputError(f"{path}: audio is all silence (no sample above -96 dBFS)")
+    seconds = fh.frames / fh.samplerate
+    need = 4 * (fh.frames * fh.channels + fh.frames + DECODE_COPIES * int(seconds * target_sr))
+    free = available_memory()
+    if free is not None and need > free:
+        raise InputError(
+            f"{path}: too long to decode here ({seconds / 3600:.1f} h needs about {need / 2**30:.1f} GiB "
+            f"of memory, {free / 2**30:.1f} GiB available); split it into shorter files"
+        )
+
+
+def _read_soundfile(path: Path, target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(str(path)) as fh:
+        sr = int(fh.samplerate)
+        _check_rate(path, sr)
+        if fh.seekable() and fh.frames / sr > LONG_FILE_S:
+            _check_long_file(path, fh, target_sr)
+        data = fh.read(dtype="float32", always_2d=True)
+    return data, sr
+
+
+def _decode_failure(exc: Exception, path: Path) -> str:
+    """What libsndfile said, in words that fit: it reports content it cannot parse (random bytes in
+    an .mp3) as 'File does not exist', which the caller has already ruled out."""
+    text = (exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)).strip()
+    if "does not exist" in text or "not a regular file" in text:
+        text = f"not valid {path.suffix.lstrip('.').upper() or 'audio'} data: damaged, or not audio at all"
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def _read_librosa(path: Path) -> tuple[np.ndarray, int]:
@@ -63,7 +131,8 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     """Return the file as float32 mono at `target_sr` (any rate, channels, format).
 
     Raises InputError naming the file when it is missing, unreadable, corrupt or truncated to
-    nothing, empty (0 samples) or all silence (peak below SILENCE_PEAK).
+    nothing, empty (0 samples), all silence (peak below SILENCE_PEAK), at a sample rate outside
+    MIN_SAMPLE_RATE..MAX_SAMPLE_RATE, or (longer than LONG_FILE_S) too large for the memory there is.
     """
     path = Path(path)
     if not path.is_file():
@@ -71,13 +140,17 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty audio file (0 bytes)")
     try:
-        data, sr = _read_soundfile(path)
+        data, sr = _read_soundfile(path, target_sr)
+    except InputError:
+        raise
     except Exception as first:  # libsndfile cannot decode it: try librosa/audioread
         try:
             data, sr = _read_librosa(path)
         except Exception:
-            reason = str(first).strip().splitlines()[0] if str(first).strip() else type(first).__name__
-            raise InputError(f"{path}: unreadable or corrupt audio ({reason})") from None
+            raise InputError(
+                f"{path}: unreadable or corrupt audio ({_decode_failure(first, path)})"
+            ) from None
+        _check_rate(path, sr)
     audio = to_mono(data)
     if audio.size == 0:
         raise InputError(f"{path}: empty audio (no samples; truncated or header only)")

@@ -64,6 +64,10 @@ class SegmentationConfig:
     """Seconds of context added on both sides of each region (clipped to the file)."""
 
     def __post_init__(self) -> None:
+        numbers = {k: v for k, v in asdict(self).items() if k != "method"}
+        bad = [f"{k}={v}" for k, v in numbers.items() if not math.isfinite(v)]
+        if bad:
+            raise InputError(f"segmentation: settings must be finite numbers, got {', '.join(bad)}")
         if self.method not in METHODS:
             raise InputError(
                 f"segmentation method {self.method!r} unknown (choose from {', '.join(METHODS)})"

@@ -31,7 +31,7 @@ from core import atomic
 from core.constants import AUDIO_DIR, DEFAULT_EMBEDDER, DEFAULT_WORKSPACE, SAMPLE_RATE
 from core.democorpus import calls as ca
 from core.errors import InputError
-from core.workspace.workspace import Workspace, resolve_workspace_path
+from core.workspace.workspace import Workspace, announce_replacement, check_target
 
 REGIONS_FILE = "regions.parquet"
 """Ground truth of every call (one row per turn / music / announcement), inside audio/."""
@@ -173,13 +173,14 @@ def build(
         raise InputError(f"demo-corpus: --jobs must be at least 1, got {jobs}")
     cfg = settings(seed, scale, embedder)
     fp = settings_fingerprint(cfg)
-    if Workspace.exists(workspace) and not force:
-        ws = Workspace.open(workspace)
+    root = check_target(workspace)  # a user's own folder is refused before anything is synthesised
+    if Workspace.exists(root) and not force:
+        ws = Workspace.open(root)
         if ws.info.provenance.get("settings_fingerprint") == fp:
             return ws, False
+    announce_replacement(root, "demo-corpus")
     t0 = time.time()
     speakers, plans = ca.plan_corpus(seed, scale)
-    root = resolve_workspace_path(workspace)
     staging = atomic.staging_dir(root.parent, root.name, suffix=".audio")
     try:
         results = render_calls(plans, speakers, staging, seed, jobs, progress)
@@ -222,7 +223,7 @@ def build(
             "jobs": int(jobs),
         }
         ws = Workspace.create(
-            workspace,
+            root,
             table,
             embeddings,
             embedder=embedder,

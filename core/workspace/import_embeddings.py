@@ -5,7 +5,12 @@ FILE is a .npy array [N, dim] or a Parquet table (a list/array column `embedding
 numeric columns, one per dimension). The CSV has one row per embedding, in the same order;
 its `segment_id` column names them when present (otherwise seg000000, seg000001, ...), and
 `source`, `start_s`, `end_s`, `duration_s` are used when present; every other column becomes a
-segment attribute. Every bad input is one InputError naming the file (and row) at fault.
+segment attribute. Every bad input is one InputError naming the file (and row) at fault: a file
+that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, and only real
+numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
+float32's range are refused, see workspace.validate_embeddings). The workspace folder is checked
+before anything is read (workspace.check_target): an existing folder that is not a workspace is
+refused, replacing a workspace is announced.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import pandas as pd
 
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
-from core.workspace.metadata import read_metadata_csv
-from core.workspace.workspace import Workspace, validate_embeddings
+from core.workspace.metadata import csv_line, read_metadata_csv
+from core.workspace.workspace import Workspace, announce_replacement, check_target, validate_embeddings
 
 IMPORTED_EMBEDDER = "imported"
 
@@ -48,15 +53,45 @@ def load_embeddings(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: embeddings file not found")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+        arr = _npy_array(path)
     elif suffix in {".parquet", ".pq"}:
         arr = _parquet_array(path)
     else:
         raise InputError(f"{path}: unsupported embeddings file type {suffix!r} (use .npy or .parquet)")
     return validate_embeddings(arr, str(path))
+
+
+def _npy_array(path: Path) -> np.ndarray:
+    from numpy.lib import format as npy_format
+
+    with open(path, "rb") as fh:
+        magic = fh.read(len(npy_format.MAGIC_PREFIX))
+    if magic != npy_format.MAGIC_PREFIX:
+        what = (
+            "a zip archive (.npz?)" if magic.startswith(b"PK") else "it does not start with the .npy header"
+        )
+        raise InputError(f"{path}: not a .npy file ({what}); save the array with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an object array: loading it would run pickle
+            raise InputError(
+                f"{path}: holds pickled Python objects, which are never loaded; save a numeric array"
+            ) from None
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+    except Exception as exc:  # truncated data, a damaged header
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def _list_value_array(value, path: Path, row: int) -> np.ndarray:
+    """One `embedding` cell as a numeric array (bool, text or nested values refused, not cast)."""
+    arr = np.asarray(value)
+    if arr.ndim == 1 and arr.size == 0:  # no dimensions at all: validate_embeddings says so
+        return arr.astype(np.float64)
+    if arr.dtype.kind not in "iuf" or arr.ndim != 1:
+        kind = f"dtype {arr.dtype}" if arr.ndim == 1 else ("one value" if arr.ndim == 0 else "nested lists")
+        raise InputError(f"{path}: `embedding` on row {row} is not a list of numbers ({kind})")
+    return arr
 
 
 def _parquet_array(path: Path) -> np.ndarray:
@@ -74,16 +109,20 @@ def _parquet_array(path: Path) -> np.ndarray:
                 f"{path}: `embedding` lengths differ (row 0 has {lengths.iloc[0]}, row {bad} has {lengths.iloc[bad]})"
             )
         try:
-            return np.stack([np.asarray(v, dtype=np.float32) for v in frame["embedding"]])
+            return np.stack([_list_value_array(v, path, i) for i, v in enumerate(frame["embedding"])])
         except (TypeError, ValueError) as exc:
             raise InputError(f"{path}: `embedding` column is not numeric ({exc})") from None
-    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    non_numeric = [
+        str(c)
+        for c in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+    ]
     if non_numeric:
         raise InputError(
             f"{path}: expected a list column `embedding` or only numeric columns; "
             f"non-numeric column(s): {', '.join(non_numeric[:5])}"
         )
-    return frame.to_numpy(dtype=np.float32)
+    return frame.to_numpy(dtype=np.float64)  # float64 keeps every value; validate checks float32's range
 
 
 def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
@@ -93,13 +132,14 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
         ids = frame["segment_id"].str.strip()
         empty = np.flatnonzero(ids == "")
         if empty.size:
-            raise InputError(f"{csv_path} row {int(empty[0]) + 2}: empty segment_id")
+            raise InputError(f"{csv_path} row {csv_line(meta, int(empty[0]))}: empty segment_id")
         dup = ids.duplicated(keep="first")
         if dup.any():
             row = int(np.flatnonzero(dup)[0])
             first = int(np.flatnonzero(ids == ids.iloc[row])[0])
             raise InputError(
-                f"{csv_path} row {row + 2}: duplicate segment_id {ids.iloc[row]!r} (also on row {first + 2})"
+                f"{csv_path} row {csv_line(meta, row)}: duplicate segment_id {ids.iloc[row]!r} "
+                f"(also on row {csv_line(meta, first)})"
             )
         frame["segment_id"] = ids
     else:
@@ -112,7 +152,8 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
             bad = np.flatnonzero(values.isna() & (frame[col] != ""))
             if bad.size:
                 raise InputError(
-                    f"{csv_path} row {int(bad[0]) + 2}: {col} {frame[col].iloc[bad[0]]!r} is not a number"
+                    f"{csv_path} row {csv_line(meta, int(bad[0]))}: {col} {frame[col].iloc[bad[0]]!r} "
+                    "is not a number"
                 )
             frame[col] = values
         else:
@@ -127,6 +168,7 @@ def import_embeddings(
     file: str | Path, workspace: str | Path, *, metadata: str | Path, embedder: str = IMPORTED_EMBEDDER
 ) -> Workspace:
     """Make (or replace) a workspace from an embeddings file + metadata CSV, atomically."""
+    root = check_target(workspace)  # a user's own folder is refused before anything is read
     file = Path(file).expanduser()
     embeddings = load_embeddings(file)
     meta = read_metadata_csv(metadata)
@@ -143,6 +185,7 @@ def import_embeddings(
                 f"{file}: embedding dim {embeddings.shape[1]} does not match workspace "
                 f"{existing.name} (dim {existing.dim}); use another --workspace name"
             )
+        announce_replacement(root, "import-embeddings")
     provenance = {
         "command": "import-embeddings",
         "embeddings_file": str(file.resolve()),
@@ -150,5 +193,5 @@ def import_embeddings(
         "embedder": embedder,
     }
     return Workspace.create(
-        workspace, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
+        root, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
     )

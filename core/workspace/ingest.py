@@ -4,10 +4,17 @@ Walk the folder for audio (wav, flac, mp3, ogg, ...), read each file as 16 kHz m
 non-silent audio into 4-8 s segments, embed them, attach metadata CSV columns, and write the
 workspace atomically (Workspace.create), so a failed run leaves any existing workspace intact.
 
-Unreadable or silent files are skipped and listed in the summary (and in provenance['skipped']).
-Per-file results are cached under ws.cache_dir/ingest keyed by (file content, embedder,
-checkpoint content, segmentation settings, telephony): re-running on the same folder recomputes
-nothing and a changed file re-embeds only that file.
+Only files under AUDIO_DIR are read (paths resolved, symlinks included): a metadata row naming a
+file outside it (`../x.wav`, an absolute path elsewhere, a link that leads out) is an InputError
+naming the row; a link the folder walk finds that leads out is skipped, never opened. The
+workspace folder is checked before any work (workspace.check_target: a user's own folder is
+refused) and must be writable before anything is decoded.
+
+Unreadable, corrupt, silent or vanished files are skipped and listed in the summary (and in
+provenance['skipped']); one bad file never stops the rest of the folder. Per-file results are
+cached under ws.cache_dir/ingest keyed by (file content, embedder, checkpoint content,
+segmentation settings, telephony): re-running on the same folder recomputes nothing, a changed
+file re-embeds only that file, and a run killed midway resumes from what it had cached.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import argparse
 import functools
 import hashlib
 import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,8 +37,8 @@ from core.audio.read import AUDIO_EXTENSIONS, cut, load_audio
 from core.audio.segmentation import METHODS, SegmentationConfig, segment_audio
 from core.constants import CACHE_DIR, DEFAULT_EMBEDDER, SAMPLE_RATE, SEGMENT_BASE_COLUMNS
 from core.errors import InputError
-from core.workspace.metadata import read_metadata_csv
-from core.workspace.workspace import Workspace, resolve_workspace_path
+from core.workspace.metadata import csv_line, read_metadata_csv
+from core.workspace.workspace import Workspace, announce_replacement, check_target
 
 INGEST_CACHE = "ingest"  # sub-folder of the workspace cache
 CACHE_VERSION = 1
@@ -88,23 +97,65 @@ def main(args: argparse.Namespace) -> int:
 
 # -- files and metadata -------------------------------------------------------------------------
 def find_audio_files(root: Path) -> list[str]:
-    """Relative POSIX paths of audio files under root, sorted; hidden files/folders skipped."""
+    """Relative POSIX paths of the audio files under root (by name ending), sorted; hidden files
+    and folders skipped. Linked folders are not entered: one that leads inside root is walked
+    where it really is; one that leads outside is listed, like links and other non-regular files,
+    for the ingest loop to skip with the reason (outside_reason)."""
     out = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-            out.append(rel.as_posix())
+    for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        base = Path(dirpath)
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+                out.append((base / name).relative_to(root).as_posix())
+        for name in dirnames:
+            link = base / name
+            if link.is_symlink() and not link.resolve().is_relative_to(root):
+                out.append(link.relative_to(root).as_posix())
     return sorted(out)
+
+
+def outside_reason(root: Path, rel: str) -> str | None:
+    """Why root/rel must not be read (None when it may): a link leading outside root, a broken
+    link, or something that is not a regular file. `root` is resolved."""
+    path = root / rel
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        return f"a link to {target}, outside the audio folder {root}: not read"
+    if not path.exists():
+        return f"a broken link (to {target})" if path.is_symlink() else "gone since the folder was listed"
+    if path.is_dir():
+        return "a folder, not an audio file"
+    if not path.is_file():
+        return "not a regular file (a pipe, socket or device): not read"
+    return None
 
 
 def _normalise_rel(text: str) -> str:
     return Path(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
 
 
+def _metadata_rel(root: Path, raw: str, where: str) -> str:
+    """A `file` value as a path relative to root; InputError when it names anything outside root
+    (`..`, an absolute path elsewhere, a link leading out) or no audio file."""
+    lexical = Path(os.path.normpath(root / _normalise_rel(raw)))  # an absolute value replaces root
+    target = lexical.resolve()
+    if not target.is_relative_to(root):
+        via = f" (a link to {target})" if lexical.is_relative_to(root) else ""
+        raise InputError(
+            f"{where}: file {raw!r}{via} is outside the audio folder {root}; only files under it are read"
+        )
+    rel = (lexical if lexical.is_relative_to(root) else target).relative_to(root).as_posix()
+    if target.is_dir():
+        raise InputError(f"{where}: file {raw!r} is a folder, not an audio file")
+    if not target.is_file():
+        raise InputError(f"{where}: file {raw!r} not found under {root}")
+    return rel
+
+
 def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
-    """The metadata CSV as a string table indexed by normalised `file`; one InputError per problem."""
+    """The metadata CSV as a string table indexed by normalised `file`; one InputError per problem.
+    `audio_root` is resolved; every `file` must lie under it (_metadata_rel)."""
     csv_path = Path(csv_path)
     frame = read_metadata_csv(csv_path)
     if "file" not in frame.columns:
@@ -117,18 +168,27 @@ def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
     seen: dict[str, int] = {}
     files = []
     for i, raw in enumerate(frame["file"].tolist()):
-        row = i + 2  # 1-based, after the header line
+        row = csv_line(frame, i)
+        where = f"{csv_path} row {row}"
         if not raw.strip():
-            raise InputError(f"{csv_path} row {row}: empty `file` value")
-        rel = _normalise_rel(raw)
+            raise InputError(f"{where}: empty `file` value")
+        rel = _metadata_rel(audio_root, raw, where)
         if rel in seen:
-            raise InputError(f"{csv_path} row {row}: duplicate file {raw!r} (also on row {seen[rel]})")
+            raise InputError(f"{where}: duplicate file {raw!r} (also on row {seen[rel]})")
         seen[rel] = row
-        if not (audio_root / rel).is_file():
-            raise InputError(f"{csv_path} row {row}: file {raw!r} not found under {audio_root}")
         files.append(rel)
     frame["file"] = files
     return frame.set_index("file")
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any decoding or embedding when the workspace cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise atomic.write_failure(folder, exc) from None
 
 
 # -- cache ---------------------------------------------------------------------------------------
@@ -172,6 +232,11 @@ class FileResult:
     ends: np.ndarray
     embeddings: np.ndarray  # float32 [n, dim] (n may be 0 when skipped)
     skipped: str = ""  # reason, empty when used
+
+    @classmethod
+    def skip(cls, rel: str, reason: str) -> FileResult:
+        empty = np.zeros(0, dtype=np.float64)
+        return cls(rel, empty, empty, np.zeros((0, 0), np.float32), reason)
 
 
 def _save_cache(path: Path, res: FileResult) -> None:
@@ -219,19 +284,21 @@ def _segment_file(
     path: Path, rel: str, cfg: SegmentationConfig, telephony: bool
 ) -> tuple[FileResult, list[np.ndarray]]:
     """Decode + segment one file; returns its result (embeddings unfilled) and segment audio."""
-    empty = np.zeros(0, dtype=np.float64)
     try:
         audio = load_audio(path)
     except InputError as exc:
-        reason = str(exc).removeprefix(f"{path}: ")
-        return FileResult(rel, empty, empty, np.zeros((0, 0), np.float32), reason), []
+        return FileResult.skip(rel, str(exc).removeprefix(f"{path}: ")), []
+    except OSError as exc:  # vanished or unreadable between the walk and the read
+        return FileResult.skip(rel, f"could not be read ({exc.strerror or exc})"), []
+    except MemoryError:
+        return FileResult.skip(rel, "too large to decode in the memory available"), []
     regions = segment_audio(audio, SAMPLE_RATE, cfg)
     if not regions:
         reason = (
             f"no non-silent stretch of at least {cfg.min_s:g} s "
             f"(or a short file of at least {cfg.short_min_s:g} s of sound)"
         )
-        return FileResult(rel, empty, empty, np.zeros((0, 0), np.float32), reason), []
+        return FileResult.skip(rel, reason), []
     if telephony:
         from core.audio.channel import telephone_channel
 
@@ -266,20 +333,23 @@ def ingest(
         raise InputError(f"{audio_dir}: audio folder not found")
     if embedder not in EMBEDDERS:
         raise InputError(f"unknown embedder {embedder!r} (available: {', '.join(EMBEDDERS)})")
+    if jobs < 1:
+        raise InputError(f"ingest: --jobs must be at least 1, got {jobs}")
     if checkpoint:
         checkpoint = str(Path(checkpoint).expanduser().resolve())
+    ws_root = check_target(workspace)
     meta = read_metadata(metadata, root) if metadata else None
     files = find_audio_files(root)
     if meta is not None:  # a row may name a file with an unusual extension: take it too
         files = sorted(set(files) | set(meta.index))
     if not files:
         raise InputError(f"{root}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
+    cache_dir = ws_root / CACHE_DIR / INGEST_CACHE
+    _check_writable(cache_dir)
     # load the embedder up front so a bad checkpoint fails before any work is done
     model = get_embedder(embedder, checkpoint=checkpoint, device=device)
     ckpt_hash = _checkpoint_hash(checkpoint)
-
-    ws_root = resolve_workspace_path(workspace)
-    cache_dir = ws_root / CACHE_DIR / INGEST_CACHE
+    announce_replacement(ws_root, "ingest")
     results: dict[str, FileResult] = {}
     pending: list[tuple[Path, FileResult, list[np.ndarray]]] = []
     n_cached = 0
@@ -308,7 +378,15 @@ def ingest(
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
     for rel in bar:
         path = root / rel
-        key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+        reason = outside_reason(root, rel)
+        if reason:
+            results[rel] = FileResult.skip(rel, reason)
+            continue
+        try:
+            key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+        except OSError as exc:  # vanished or unreadable since the walk
+            results[rel] = FileResult.skip(rel, f"could not be read ({exc.strerror or exc})")
+            continue
         used_keys.add(key)
         cache_path = cache_dir / f"{key}.npz"
         hit = _load_cache(cache_path, rel) if cache_path.is_file() else None
@@ -354,6 +432,8 @@ def ingest(
     for stale in cache_dir.glob("*.npz"):
         if stale.stem not in used_keys:
             stale.unlink(missing_ok=True)
+    for partial in cache_dir.glob(".*.tmp"):  # a cache write a killed run never finished
+        partial.unlink(missing_ok=True)
     return IngestResult(
         workspace=ws,
         files=len(files),

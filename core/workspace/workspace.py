@@ -4,6 +4,18 @@
     data/NAME/segments.parquet   segment_id, source, start_s, end_s, duration_s, + metadata
     data/NAME/embeddings.npy     float32 [N, dim], row-aligned with segments.parquet
 
+    check_target(name_or_path) -> Path          where a command may build a workspace (or InputError)
+    announce_replacement(root, command)         one stderr line when a command replaces a workspace
+    Workspace.create(name_or_path, segments, embeddings, ...) -> Workspace   (new or replaced)
+    Workspace.open(name_or_path) -> Workspace
+
+A workspace is only ever written into a folder that is new, empty or already a VoxSAE workspace
+(never over a user's own files). Creating one stages the new corpus files in a hidden folder
+inside it and commits them by renaming that folder to `.new-corpus` (NEW_CORPUS_DIR); its files
+then move into place with workspace.json last. Anything that opens the workspace finishes a
+commit a crash interrupted before reading, so every reader sees either the old complete corpus
+or the new one. Writers of one workspace take turns (flock on its folder).
+
 Everything later in the data flow (models/, analyses/, labels.sqlite, cache/) lives beside these
 and records the workspace `fingerprint` it was computed from, so a changed corpus invalidates
 only what depends on it.
@@ -11,12 +23,16 @@ only what depends on it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +48,7 @@ from core.constants import (
     EMBEDDINGS_NPY,
     LABELS_SQLITE,
     MODELS_DIR,
+    NEW_CORPUS_DIR,
     SEGMENT_BASE_COLUMNS,
     SEGMENTS_PARQUET,
     WORKSPACE_FORMAT_VERSION,
@@ -52,25 +69,64 @@ def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
     return data_root() / text
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _dtype_problem(dtype: np.dtype) -> str | None:
+    """Why an array of `dtype` cannot be embeddings (None when it can: int, uint or float)."""
+    if dtype.fields is not None:
+        return f"a structured array (fields {', '.join(dtype.names)}), not one number per dimension"
+    if dtype.kind == "c":
+        return f"complex numbers ({dtype}); the imaginary part would be lost: pass the real part explicitly"
+    if dtype.kind not in "iuf":
+        kinds = {
+            "b": "booleans",
+            "O": "Python objects",
+            "U": "text",
+            "S": "bytes",
+            "M": "dates",
+            "m": "durations",
+        }
+        return f"{kinds.get(dtype.kind, 'not numbers')} (dtype {dtype}), not real numbers"
+    return None
+
+
 def validate_embeddings(array: Any, where: str, dim: int | None = None) -> np.ndarray:
-    """Return `array` as float32 [N, D] or raise InputError naming the first bad row."""
+    """Return `array` as float32 [N, D] or raise InputError naming what is wrong (and the first bad row).
+
+    Refused: anything but int/uint/float numbers (complex, bool, strings, objects, structured),
+    other than 2-D, no rows or no dimensions, NaN/inf, and values float32 cannot hold.
+    """
     arr = np.asarray(array)
+    problem = _dtype_problem(arr.dtype)
+    if problem:
+        raise InputError(f"{where}: embeddings must be real numbers (int or float), got {problem}")
     if arr.ndim != 2:
         raise InputError(f"{where}: embeddings must be a 2-D array [N, dim], got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise InputError(f"{where}: no embeddings (0 rows)")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{where}: embeddings must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
+    if arr.shape[1] == 0:
+        raise InputError(
+            f"{where}: embeddings have 0 dimensions (shape {arr.shape}); need [N, dim] with dim >= 1"
+        )
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise InputError(
             f"{where}: {bad.size} embedding row(s) contain NaN or inf (first bad row index {bad[0]})"
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        too_big = (np.abs(arr) > FLOAT32_MAX).any(axis=1)
+        if too_big.any():
+            bad = np.flatnonzero(too_big)
+            raise InputError(
+                f"{where}: {bad.size} embedding row(s) hold values beyond float32's range "
+                f"(|x| up to {float(np.abs(arr).max()):.3g}, float32 holds {FLOAT32_MAX:.3g}; "
+                f"first bad row index {bad[0]})"
+            )
     if dim is not None and arr.shape[1] != dim:
         raise InputError(f"{where}: embedding dim {arr.shape[1]} does not match the expected dim {dim}")
-    return arr
+    return arr.astype(np.float32, copy=False)
 
 
 def validate_segments(frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -104,6 +160,134 @@ def fingerprint_of(segments: pd.DataFrame, embeddings: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+# -- where a workspace may be written, and how its corpus is replaced ---------------------------
+STAGING_NAME = NEW_CORPUS_DIR.lstrip(".")
+"""Staging folders are atomic.staging_dir(root, STAGING_NAME): `.new-corpus.XXXX.tmp` in the root."""
+
+
+def check_target(name_or_path: str | os.PathLike) -> Path:
+    """The folder a command may build a workspace in, checked before any work is done.
+
+    A new path, an empty folder or an existing VoxSAE workspace is fine; an existing folder with
+    anything else in it (a user's own files, another tool's workspace.json) is refused with
+    InputError, so nothing of the user's is ever replaced.
+    """
+    root = resolve_workspace_path(name_or_path)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"--workspace {root}: a file, not a folder; choose a new or empty folder")
+    if not root.is_dir():
+        return root
+    _finish_commit(root)
+    if (root / WORKSPACE_JSON).is_file():
+        try:
+            _read_info(root / WORKSPACE_JSON)
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"--workspace {root}: its {WORKSPACE_JSON} is not a VoxSAE workspace file ({exc}); "
+                "refusing to write into it: choose a new or empty folder"
+            ) from None
+        return root
+    foreign = sorted(entry.name for entry in root.iterdir() if not _voxsae_leftover(entry))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise InputError(
+            f"--workspace {root}: an existing folder that is not a VoxSAE workspace (no {WORKSPACE_JSON}; "
+            f"it holds {shown}); refusing to write into it: choose a new or empty folder"
+        )
+    return root
+
+
+def announce_replacement(root: Path, command: str) -> None:
+    """One line on stderr when `command` is about to replace the corpus of the workspace at `root`."""
+    if (root / WORKSPACE_JSON).is_file():
+        print(
+            f"{command}: replacing the corpus of workspace {root.name} ({root}); the old one stays until "
+            "the new one is complete; models, analyses and labels are kept",
+            file=sys.stderr,
+        )
+
+
+def _voxsae_leftover(entry: Path) -> bool:
+    """What an interrupted build leaves in a folder that is not a workspace yet: a staging folder,
+    or the per-file results an ingest had cached before it was stopped (cache/ingest/*.npz)."""
+    if entry.name.startswith(f".{STAGING_NAME}") and entry.is_dir():
+        return True
+    if entry.name != CACHE_DIR or not entry.is_dir() or entry.is_symlink():
+        return False
+    ingest = entry / "ingest"  # core.workspace.ingest.INGEST_CACHE
+    inside = list(entry.iterdir())
+    if inside != [ingest] or not ingest.is_dir() or ingest.is_symlink():
+        return not inside
+    return all(f.is_file() and (f.suffix == ".npz" or f.name.startswith(".")) for f in ingest.iterdir())
+
+
+@contextlib.contextmanager
+def _writer_lock(root: Path) -> Iterator[None]:
+    """Exclusive flock on the workspace folder: one writer (or a reader finishing a commit) at a time."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise atomic.write_failure(root, exc) from None
+    try:
+        with contextlib.suppress(OSError):  # a filesystem without flock (some network mounts): no lock
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_commit(root: Path) -> None:
+    """Move a committed new corpus (root/NEW_CORPUS_DIR) into place, workspace.json last.
+
+    Idempotent: a crash at any point leaves a state this finishes. A folder in place is first
+    moved aside into the commit folder (a rename cannot replace a non-empty folder).
+    """
+    commit = root / NEW_CORPUS_DIR
+    if not commit.is_dir():
+        return
+    with _writer_lock(root):
+        if not commit.is_dir():  # another process finished it while we waited
+            return
+        aside = commit / ".old"
+        try:
+            names = sorted(p.name for p in commit.iterdir() if p.name not in (WORKSPACE_JSON, aside.name))
+            for name in [*names, WORKSPACE_JSON]:
+                new, target = commit / name, root / name
+                if not new.exists():
+                    continue
+                if new.is_dir() and (target.exists() or target.is_symlink()):
+                    aside.mkdir(exist_ok=True)
+                    os.replace(target, aside / name)
+                os.replace(new, target)
+            _fsync_dir(root)
+            shutil.rmtree(commit)
+        except OSError as exc:
+            raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
+
+
+def _write_staged(path: Path, target: Path, write) -> None:
+    """write(path) then fsync it; an OSError names `target`, the file the user will see."""
+    try:
+        write(path)
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise atomic.write_failure(target, exc) from None
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
 @dataclass(frozen=True)
 class WorkspaceInfo:
     """What workspace.json holds."""
@@ -127,11 +311,17 @@ class WorkspaceInfo:
         return dict(self.__dict__)
 
 
+def _read_info(meta: Path) -> WorkspaceInfo:
+    """workspace.json as WorkspaceInfo; ValueError or TypeError when it is not one of ours."""
+    return WorkspaceInfo(**json.loads(meta.read_text()))
+
+
 class Workspace:
     """An opened workspace. Embeddings are memory-mapped; the segment table is loaded once."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        _finish_commit(self.root)
         meta = self.root / WORKSPACE_JSON
         if not meta.is_file():
             raise NotFoundError(
@@ -139,8 +329,7 @@ class Workspace:
                 "build one with `python -m core ingest` or `python -m core demo-corpus`"
             )
         try:
-            raw = json.loads(meta.read_text())
-            self.info = WorkspaceInfo(**raw)
+            self.info = _read_info(meta)
         except (ValueError, TypeError) as exc:
             raise InputError(f"{meta}: not a VoxSAE workspace file ({exc})") from None
 
@@ -156,7 +345,9 @@ class Workspace:
 
     @classmethod
     def exists(cls, name_or_path: str | os.PathLike) -> bool:
-        return (resolve_workspace_path(name_or_path) / WORKSPACE_JSON).is_file()
+        root = resolve_workspace_path(name_or_path)
+        _finish_commit(root)
+        return (root / WORKSPACE_JSON).is_file()
 
     @classmethod
     def create(
@@ -170,13 +361,15 @@ class Workspace:
         provenance: dict | None = None,
         extra_files: dict[str, Path] | None = None,
     ) -> Workspace:
-        """Write a workspace atomically. An existing one has its corpus files replaced.
+        """Write a workspace; an existing one has its corpus files replaced, everything else kept.
 
-        Files are first written into a temporary sibling folder, then renamed into place with
-        workspace.json last, so a crash leaves either the old workspace or the new one.
-        `extra_files` maps a relative name in the workspace to a file or folder to move in.
+        The new files are staged inside the folder and committed with one rename, then moved into
+        place with workspace.json last (module docstring), so a failure or a crash at any moment
+        leaves the old complete workspace or the new one. `extra_files` maps a relative name in
+        the workspace to a file or folder to move in. An existing folder that is not a workspace
+        is refused (check_target).
         """
-        root = resolve_workspace_path(name_or_path)
+        root = check_target(name_or_path)
         where = str(root)
         segments = validate_segments(segments, where)
         embeddings = validate_embeddings(embeddings, where)
@@ -192,29 +385,41 @@ class Workspace:
             provenance=provenance or {},
             created=time.time(),
         )
-        staging = atomic.staging_dir(root.parent, root.name)
         try:
-            segments.to_parquet(staging / SEGMENTS_PARQUET, index=False)
-            with open(staging / EMBEDDINGS_NPY, "wb") as fh:
-                np.save(fh, embeddings, allow_pickle=False)
-            for rel, src in (extra_files or {}).items():
-                shutil.move(str(src), staging / rel)
-            (staging / WORKSPACE_JSON).write_text(json.dumps(info.to_json(), indent=2) + "\n")
-            if not root.exists():
-                os.rename(staging, root)
-            else:
-                old_meta = root / WORKSPACE_JSON
-                if old_meta.exists():
-                    old_meta.unlink()  # the workspace reads as absent while files move
-                for rel in [SEGMENTS_PARQUET, EMBEDDINGS_NPY, *(extra_files or {})]:
-                    target = root / rel
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    os.replace(staging / rel, target)
-                os.replace(staging / WORKSPACE_JSON, root / WORKSPACE_JSON)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise atomic.write_failure(root, exc) from None
+        with _writer_lock(root):
+            for stale in root.glob(f".{STAGING_NAME}.*"):  # staged by a writer that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            staging = atomic.staging_dir(root, STAGING_NAME)
+            try:
+                _write_staged(
+                    staging / SEGMENTS_PARQUET,
+                    root / SEGMENTS_PARQUET,
+                    lambda path: segments.to_parquet(path, index=False),
+                )
+                _write_staged(
+                    staging / EMBEDDINGS_NPY, root / EMBEDDINGS_NPY, lambda path: _save_npy(path, embeddings)
+                )
+                for rel, src in (extra_files or {}).items():
+                    try:
+                        shutil.move(str(src), staging / rel)
+                    except OSError as exc:
+                        raise atomic.write_failure(root / rel, exc) from None
+                text = json.dumps(info.to_json(), indent=2) + "\n"
+                _write_staged(
+                    staging / WORKSPACE_JSON, root / WORKSPACE_JSON, lambda path: path.write_text(text)
+                )
+                try:  # the commit: from here on, the new corpus is the workspace
+                    _fsync_dir(staging)
+                    os.rename(staging, root / NEW_CORPUS_DIR)
+                except OSError as exc:
+                    raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+        _finish_commit(root)
         return cls(root)
 
     # -- contents -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from bad_audio import sparse_zeros_wav, wav_saying_rate
 
 from core.audio.read import cut, load_audio, save_wav
 from core.errors import InputError
@@ -120,3 +121,69 @@ def test_cut():
     assert len(cut(x, SR, -1.0, 0.5)) == SR // 2
     assert len(cut(x, SR, 2.5, 10.0)) == SR // 2
     assert len(cut(x, SR, 2.0, 1.0)) == 0
+
+
+# -- headers no audio has, content libsndfile cannot parse, files too long to decode ------------
+@pytest.mark.parametrize("rate", [0, 1, 3999, 10_000_000])
+def test_a_sample_rate_no_audio_has_is_refused(tmp_path, rate):
+    path = wav_saying_rate(tmp_path / "odd.wav", rate)
+    with pytest.raises(
+        InputError,
+        match=rf"odd\.wav: corrupt audio header \(sample rate {rate} Hz; audio is 4000-768000 Hz\)",
+    ):
+        load_audio(path)
+
+
+def test_lowest_accepted_rate_reads(tmp_path):
+    path = wav_saying_rate(tmp_path / "slow.wav", 4000, seconds=1.0)  # 32,000 samples (padding included)
+    assert len(load_audio(path)) == 8 * SR  # said to be 8 s at 4 kHz: 8 s at 16 kHz
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".wav", ".flac"])
+def test_random_bytes_are_corrupt_audio_not_a_missing_file(tmp_path, suffix):
+    path = tmp_path / f"noise{suffix}"
+    path.write_bytes(np.random.default_rng(0).bytes(8000))
+    with pytest.raises(InputError) as err:
+        load_audio(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: unreadable or corrupt audio (")
+    assert "does not exist" not in message and "regular file" not in message
+    if suffix == ".mp3":
+        assert "not valid MP3 data: damaged, or not audio at all" in message
+
+
+def test_ten_hours_of_zeros_is_refused_without_decoding_it(tmp_path):
+    import time
+    import tracemalloc
+
+    path = sparse_zeros_wav(tmp_path / "zeros.wav", 10.0)  # 288M samples: 1.1 GiB decoded
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(
+            InputError, match=r"zeros\.wav: audio is all silence \(no sample above -96 dBFS\)"
+        ):
+            load_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB held"
+    assert time.perf_counter() - t0 < 20
+
+
+def test_a_long_file_reads_as_a_short_one_and_is_refused_when_memory_is_short(tmp_path, monkeypatch):
+    import core.audio.read as audio_mod
+
+    path = tmp_path / "long.flac"
+    x = np.zeros(12 * SR, np.float32)
+    x[-SR:] = tone(440.0, 1.0)  # sound only in the last second: the scan must reach it
+    sf.write(path, x, SR)
+    short = load_audio(path)
+    monkeypatch.setattr(audio_mod, "LONG_FILE_S", 10.0)
+    assert np.array_equal(load_audio(path), short)
+    monkeypatch.setattr(audio_mod, "available_memory", lambda: 1_000_000)
+    with pytest.raises(
+        InputError,
+        match=r"long\.flac: too long to decode here \(0\.0 h needs about 0\.0 GiB of memory, 0\.0 GiB available\); split it",
+    ):
+        load_audio(path)

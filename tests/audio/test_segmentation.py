@@ -120,6 +120,16 @@ def test_bad_config():
         SegmentationConfig(method="webrtc")
 
 
+@pytest.mark.parametrize("field", ["min_s", "max_s", "pad_s", "relative_db"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_settings_are_refused(field, value):
+    """max_s=inf would pass `min_s <= max_s` and make one segment of a whole region."""
+    with pytest.raises(
+        InputError, match=rf"segmentation: settings must be finite numbers, got {field}={value}"
+    ):
+        SegmentationConfig(**{field: value})
+
+
 def test_short_clip_just_at_min_s_with_edge_silence_is_one_segment():
     audio, _ = build([(0.3, 0), (3.6, 0.5), (0.3, 0)])  # 4.2 s file, 3.6 s of sound
     segs = segment_audio(audio, SR, CFG)

@@ -111,7 +111,9 @@ def test_malformed_csv_and_bad_files(tmp_path, emb):
     with pytest.raises(InputError, match=r"empty\.csv: metadata CSV is empty"):
         import_embeddings(tmp_path / "e.npy", "x", metadata=tmp_path / "empty.csv")
     (tmp_path / "junk.npy").write_bytes(b"junk")
-    with pytest.raises(InputError, match=r"junk\.npy: not a readable \.npy"):
+    with pytest.raises(
+        InputError, match=r"junk\.npy: not a \.npy file \(it does not start with the \.npy header\)"
+    ):
         import_embeddings(tmp_path / "junk.npy", "x", metadata=bad)
     with pytest.raises(InputError, match=r"e\.txt: unsupported"):
         (tmp_path / "e.txt").write_text("1 2 3")
@@ -137,3 +139,54 @@ def test_cli_import(tmp_path, emb, csv, capsys):
         == 2
     )
     assert "error:" in capsys.readouterr().err
+
+
+def test_load_embeddings_tells_the_file_kinds_apart(tmp_path):
+    from core.workspace.import_embeddings import load_embeddings
+
+    (tmp_path / "text.npy").write_text("0.1, 0.2\n0.3, 0.4\n")
+    with pytest.raises(
+        InputError, match=r"text\.npy: not a \.npy file \(it does not start with the \.npy header\)"
+    ):
+        load_embeddings(tmp_path / "text.npy")
+    np.savez(tmp_path / "arch.npz", x=np.ones((2, 2)))
+    (tmp_path / "arch.npz").rename(tmp_path / "arch.npy")
+    with pytest.raises(InputError, match=r"arch\.npy: not a \.npy file \(a zip archive \(\.npz\?\)\)"):
+        load_embeddings(tmp_path / "arch.npy")
+    np.save(tmp_path / "obj.npy", np.array([[1, {"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match=r"obj\.npy: holds pickled Python objects, which are never loaded"):
+        load_embeddings(tmp_path / "obj.npy")
+    np.save(tmp_path / "full.npy", np.ones((50, 4), np.float32))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:300])
+    with pytest.raises(InputError, match=r"cut\.npy: not a readable \.npy array"):
+        load_embeddings(tmp_path / "cut.npy")
+    np.save(tmp_path / "c.npy", np.ones((3, 2), np.complex64))
+    with pytest.raises(InputError, match=r"c\.npy: embeddings must be real numbers .*complex numbers"):
+        load_embeddings(tmp_path / "c.npy")
+    assert load_embeddings(tmp_path / "full.npy").shape == (50, 4)
+
+
+def test_parquet_values_must_be_numbers_not_bools_or_text(tmp_path):
+    from core.workspace.import_embeddings import load_embeddings
+
+    pd.DataFrame({"a": [1.0, 2.0], "flag": [True, False]}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(InputError, match=r"b\.parquet: .*non-numeric column\(s\): flag"):
+        load_embeddings(tmp_path / "b.parquet")
+    pd.DataFrame({"embedding": [["1.0", "2.0"], ["3", "4"]]}).to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(
+        InputError, match=r"s\.parquet: `embedding` on row 0 is not a list of numbers \(dtype object\)"
+    ):
+        load_embeddings(tmp_path / "s.parquet")
+    pd.DataFrame({"embedding": [[True, False], [False, True]]}).to_parquet(tmp_path / "lb.parquet")
+    with pytest.raises(
+        InputError, match=r"lb\.parquet: `embedding` on row 0 is not a list of numbers \(dtype bool\)"
+    ):
+        load_embeddings(tmp_path / "lb.parquet")
+    pd.DataFrame({"embedding": [[], []]}).to_parquet(tmp_path / "e.parquet")
+    with pytest.raises(InputError, match=r"e\.parquet: embeddings have 0 dimensions \(shape \(2, 0\)\)"):
+        load_embeddings(tmp_path / "e.parquet")
+    pd.DataFrame({"a": [1e39, 0.0], "b": [0.0, 1.0]}).to_parquet(tmp_path / "big.parquet")
+    with pytest.raises(
+        InputError, match=r"big\.parquet: 1 embedding row\(s\) hold values beyond float32's range"
+    ):
+        load_embeddings(tmp_path / "big.parquet")

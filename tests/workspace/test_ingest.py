@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,7 +13,7 @@ from core.cli import main as cli_main
 from core.constants import CACHE_DIR
 from core.democorpus.synthetic_voice import Speaker, utterance
 from core.errors import InputError
-from core.workspace.ingest import INGEST_CACHE, ingest
+from core.workspace.ingest import INGEST_CACHE, find_audio_files, ingest, outside_reason, read_metadata
 from core.workspace.workspace import Workspace
 
 SR = 16000
@@ -176,3 +178,87 @@ def test_cli_ingest(corpus, capsys):
     (meta).write_text("file,speaker\nnope.wav,A\n")
     assert cli_main(["ingest", str(root), "--workspace", "cliw", "--metadata", str(meta)]) == 2
     assert "nope.wav" in capsys.readouterr().err
+
+
+# -- only files under AUDIO_DIR are read ---------------------------------------------------------
+@pytest.fixture
+def tree(tmp_path):
+    """calls/ (the audio folder) beside other/ (files that must never be read)."""
+    root = tmp_path / "calls"
+    (root / "sub").mkdir(parents=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in (root / "a.wav", root / "sub" / "b.flac", other / "call.wav"):
+        path.write_bytes(b"x")
+    (root / "in_link.wav").symlink_to(root / "a.wav")
+    (root / "out_link.wav").symlink_to(other / "call.wav")
+    (root / "out_dir").symlink_to(other, target_is_directory=True)
+    (root / "in_dir").symlink_to(root / "sub", target_is_directory=True)
+    (root / "broken.wav").symlink_to(root / "gone.wav")
+    (root / "folder.wav").mkdir()
+    (root / "folder.wav" / "inner.ogg").write_bytes(b"x")
+    (root / ".hidden.wav").write_bytes(b"x")
+    os.mkfifo(root / "pipe.wav")
+    return root.resolve(), other
+
+
+def test_the_walk_lists_links_for_the_loop_to_skip(tree):
+    root, _ = tree
+    files = find_audio_files(root)
+    assert files == [
+        "a.wav",
+        "broken.wav",
+        "folder.wav/inner.ogg",
+        "in_link.wav",
+        "out_dir",
+        "out_link.wav",
+        "pipe.wav",
+        "sub/b.flac",
+    ]  # in_dir is not entered: its files are found in sub/
+    reasons = {rel: outside_reason(root, rel) for rel in files}
+    other = tree[1].resolve()
+    assert reasons == {
+        "a.wav": None,
+        "broken.wav": f"a broken link (to {root / 'gone.wav'})",
+        "folder.wav/inner.ogg": None,
+        "in_link.wav": None,
+        "out_dir": f"a link to {other}, outside the audio folder {root}: not read",
+        "out_link.wav": f"a link to {other / 'call.wav'}, outside the audio folder {root}: not read",
+        "pipe.wav": "not a regular file (a pipe, socket or device): not read",
+        "sub/b.flac": None,
+    }
+    (root / "a.wav").unlink()
+    assert outside_reason(root, "a.wav") == "gone since the folder was listed"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "../other/call.wav",
+            r"row 2: file '\.\./other/call\.wav' is outside the audio folder .*calls; only files under it are read",
+        ),
+        ("{other}/call.wav", r"row 2: file '.*other/call\.wav' is outside the audio folder"),
+        ("sub/../../other/call.wav", r"row 2: file 'sub/\.\./\.\./other/call\.wav' is outside"),
+        (
+            "out_link.wav",
+            r"row 2: file 'out_link\.wav' \(a link to .*other/call\.wav\) is outside the audio folder",
+        ),
+        ("out_dir/call.wav", r"row 2: file 'out_dir/call\.wav' \(a link to .*other/call\.wav\) is outside"),
+        ("folder.wav", r"row 2: file 'folder\.wav' is a folder, not an audio file"),
+        ("pipe.wav", r"row 2: file 'pipe\.wav' not found under"),
+    ],
+)
+def test_a_metadata_row_naming_a_file_outside_the_folder_is_refused(tree, tmp_path, value, message):
+    root, other = tree
+    meta = tmp_path / "m.csv"
+    meta.write_text(f"file,speaker\n{value.format(other=other)},A\n")
+    with pytest.raises(InputError, match=r"m\.csv " + message):
+        read_metadata(meta, root)
+
+
+def test_metadata_paths_inside_the_folder_are_taken_relative(tree, tmp_path):
+    root, _ = tree
+    meta = tmp_path / "m.csv"
+    meta.write_text(f"file,speaker\n{root}/a.wav,A\nsub/./b.flac,B\nsub/../in_link.wav,C\nin_dir/b.flac,D\n")
+    assert list(read_metadata(meta, root).index) == ["a.wav", "sub/b.flac", "in_link.wav", "in_dir/b.flac"]

@@ -1,11 +1,24 @@
+import errno
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.constants import EMBEDDINGS_NPY, SEGMENTS_PARQUET, WORKSPACE_JSON
+from core import atomic
+from core.constants import EMBEDDINGS_NPY, NEW_CORPUS_DIR, SEGMENTS_PARQUET, WORKSPACE_JSON
 from core.errors import InputError, NotFoundError
-from core.workspace.workspace import Workspace, resolve_workspace_path, validate_embeddings
+from core.workspace.workspace import (
+    Workspace,
+    check_target,
+    fingerprint_of,
+    resolve_workspace_path,
+    validate_embeddings,
+)
 
 
 def test_create_and_reopen_round_trip(segments_factory):
@@ -93,3 +106,176 @@ def test_unknown_attribute_lists_known(segments_factory):
     ws = Workspace.create("u", segments_factory(3), np.zeros((3, 2), np.float32), embedder="t", sample_rate=0)
     with pytest.raises(NotFoundError, match="attributes: speaker"):
         ws.attribute_values("language")
+
+
+# -- validate_embeddings: only real numbers, 2-D, rows and dimensions, float32's range ----------
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.ones((3, 2), np.complex64), r"complex numbers \(complex64\); the imaginary part would be lost"),
+        (np.ones((3, 2), bool), r"booleans \(dtype bool\)"),
+        (np.array([["a", "b"], ["c", "d"]]), r"text \(dtype <U1\)"),
+        (np.array([[b"a"], [b"b"]]), r"bytes \(dtype \|S1\)"),
+        (np.array([[1, "x"], [None, 2.0]], dtype=object), r"Python objects \(dtype object\)"),
+        (np.zeros(3, dtype=[("a", "f4"), ("b", "f4")]), r"a structured array \(fields a, b\)"),
+        (np.zeros((2, 2), "datetime64[s]"), r"dates"),
+        (np.zeros((5, 0), np.float32), r"0 dimensions \(shape \(5, 0\)\)"),
+        (np.zeros((0, 4), np.float32), r"no embeddings \(0 rows\)"),
+    ],
+)
+def test_embeddings_that_are_not_real_numbers_are_refused(array, message):
+    with pytest.raises(InputError, match=r"^x\.npy: .*" + message):
+        validate_embeddings(array, "x.npy")
+
+
+def test_values_beyond_float32_are_refused_and_others_kept():
+    big = np.zeros((4, 3), np.float64)
+    big[2, 1] = -3.5e38  # finite as float64, inf as float32
+    with pytest.raises(
+        InputError, match=r"1 embedding row\(s\) hold values beyond float32's range .*first bad row index 2"
+    ):
+        validate_embeddings(big, "x.npy")
+    big[2, 1] = 3.0e38  # the largest float32 is 3.4e38: kept
+    out = validate_embeddings(big, "x.npy")
+    assert out.dtype == np.float32 and out[2, 1] == np.float32(3.0e38)
+    ints = validate_embeddings(np.arange(6, dtype=np.int64).reshape(3, 2), "x.npy")
+    assert ints.dtype == np.float32 and ints.tolist() == [[0, 1], [2, 3], [4, 5]]
+    half = validate_embeddings(np.full((2, 2), 0.5, np.float16), "x.npy")
+    assert half.dtype == np.float32 and half.tolist() == [[0.5, 0.5], [0.5, 0.5]]
+
+
+# -- where a workspace may be written ---------------------------------------------------------
+def test_an_existing_folder_that_is_not_a_workspace_is_refused(segments_factory, tmp_path):
+    seg, emb = segments_factory(3), np.zeros((3, 2), np.float32)
+    mine = tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "embeddings.npy").write_bytes(b"the user's own file")
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(
+        InputError,
+        match=r"my_project: an existing folder that is not a VoxSAE workspace .*embeddings\.npy, notes\.txt",
+    ):
+        Workspace.create(mine, seg, emb, embedder="t", sample_rate=0)
+    assert (mine / "embeddings.npy").read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in mine.iterdir()) == ["embeddings.npy", "notes.txt"]
+    nx = tmp_path / "nx"  # another tool's workspace.json (an Nx monorepo has one)
+    nx.mkdir()
+    (nx / WORKSPACE_JSON).write_text('{"version": 2, "projects": {}}')
+    with pytest.raises(InputError, match=r"nx: its workspace\.json is not a VoxSAE workspace file"):
+        Workspace.create(nx, seg, emb, embedder="t", sample_rate=0)
+    assert (nx / WORKSPACE_JSON).read_text() == '{"version": 2, "projects": {}}'
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(InputError, match=r"afile: a file, not a folder"):
+        Workspace.create(afile, seg, emb, embedder="t", sample_rate=0)
+    # fine: an empty folder, and a folder holding only what an interrupted ingest cached
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(Workspace.create(empty, seg, emb, embedder="t", sample_rate=0)) == 3
+    started = tmp_path / "started"
+    (started / "cache" / "ingest").mkdir(parents=True)
+    (started / "cache" / "ingest" / "0123abcd.npz").write_bytes(b"cached")
+    assert check_target(started) == started
+    assert len(Workspace.create(started, seg, emb, embedder="t", sample_rate=0)) == 3
+    (started / "cache" / "user.txt").write_text("x")  # still a workspace: replacing it is fine
+    assert check_target(started) == started
+
+
+def _corpus(segments_factory, n, value):
+    """n segments and embeddings all `value` (the workspace's content tells old from new)."""
+    return segments_factory(n, seed=int(value)), np.full((n, 3), value, np.float32)
+
+
+def _consistent(root):
+    """The workspace at root opens, and its files are the ones its workspace.json describes."""
+    ws = Workspace(root)
+    assert fingerprint_of(ws.segments, np.asarray(ws.embeddings)) == ws.fingerprint
+    return ws
+
+
+def test_a_failure_at_any_rename_leaves_the_old_or_the_new_workspace(tmp_path, monkeypatch, segments_factory):
+    """Replacing a workspace renames: the staged audio folder into the staging (shutil.move), the
+    staging to .new-corpus (the commit), then the old audio aside, the new audio, embeddings,
+    segments and workspace.json into place. Each rename in turn fails once."""
+    old_seg, old_emb = _corpus(segments_factory, 6, 1.0)
+    new_seg, new_emb = _corpus(segments_factory, 9, 2.0)
+    real_replace, real_rename = os.replace, os.rename
+    state = {"fail_at": 0, "calls": 0}
+
+    def failing(fn):
+        def run(src, dst):
+            state["calls"] += 1
+            if state["calls"] == state["fail_at"]:
+                raise OSError(errno.EIO, "Input/output error")
+            return fn(src, dst)
+
+        return run
+
+    outcomes = []
+    for fail_at in range(1, 9):
+        root = tmp_path / f"w{fail_at}"
+        Workspace.create(root, old_seg, old_emb, embedder="old", sample_rate=0)
+        (root / "audio").mkdir()
+        (root / "audio" / "old.flac").write_bytes(b"old audio")
+        (root / "models").mkdir()
+        (root / "models" / "m").write_text("model")
+        new_audio = tmp_path / f"staged_audio{fail_at}"
+        new_audio.mkdir()
+        (new_audio / "new.flac").write_bytes(b"new audio")
+        state.update(fail_at=fail_at, calls=0)
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "replace", failing(real_replace))
+            patch.setattr(os, "rename", failing(real_rename))
+            try:
+                Workspace.create(
+                    root, new_seg, new_emb, embedder="new", sample_rate=0, extra_files={"audio": new_audio}
+                )
+                failed = False
+            except atomic.WriteError as exc:
+                assert str(root) in str(exc) and "Input/output error" in str(exc)
+                failed = True
+        ws = _consistent(root)  # opening finishes a commit the failure interrupted
+        outcomes.append((failed, ws.embedder, len(ws)))
+        audio = sorted(p.name for p in (root / "audio").iterdir())
+        assert audio == (["new.flac"] if ws.embedder == "new" else ["old.flac"])
+        assert (root / "models" / "m").read_text() == "model"
+        assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
+    assert outcomes == [
+        (False, "new", 9),  # shutil.move copies when the rename fails
+        (True, "old", 6),  # the commit failed: the old workspace, untouched
+        *[(True, "new", 9)] * 5,  # committed: whoever opens the workspace next moves the rest in
+        (False, "new", 9),  # no failure
+    ]
+
+
+KILL_MID_SWAP = """
+import os, signal
+import numpy as np
+import pandas as pd
+import core.workspace.workspace as wsmod
+real, calls = os.replace, []
+def replace(src, dst):
+    calls.append(dst)
+    if len(calls) == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+wsmod.os.replace = replace
+new = pd.read_parquet({segments!r})
+wsmod.Workspace.create({root!r}, new, np.full((9, 3), 2.0, np.float32), embedder="new", sample_rate=0)
+"""
+
+
+def test_kill_9_mid_swap_leaves_a_workspace_that_opens_complete(tmp_path, segments_factory):
+    """kill -9 between the renames that move the new corpus in: the new embeddings are in place,
+    the old segments and workspace.json still there (every other point: the test above)."""
+    kill_at = 2
+    root = tmp_path / "w"
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    segments_factory(9, seed=2).to_parquet(tmp_path / "new.parquet")
+    script = KILL_MID_SWAP.format(segments=str(tmp_path / "new.parquet"), kill_at=kill_at, root=str(root))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert (root / NEW_CORPUS_DIR).is_dir()  # the kill left the commit half moved in
+    ws = _consistent(root)
+    assert ws.embedder == "new" and len(ws) == 9
+    assert not (root / NEW_CORPUS_DIR).exists()
