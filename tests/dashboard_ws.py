@@ -5,6 +5,9 @@ short WAVs under the workspace's audio/ folder that the segments are cut from, a
 SAEs trained with core.training.trainer, the default analyses (identification/grid, splitting,
 suggestions), the browse index of every model and a stored 2-D projection (random, so the tests do
 not pay for numba's compile of UMAP).
+
+Also the bad uploads the probe page must refuse (`hostile_uploads`), shared by tests/dashboard and
+tests/hostile.
 """
 
 from __future__ import annotations
@@ -110,3 +113,48 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
         for m in list_models(ws):
             compute_suggestions(ws, m.name)
     return Workspace.open(data_root / name)
+
+
+# -- clips and bad uploads ----------------------------------------------------------------------
+def wav_of(audio, sr: int = SR, subtype: str = "PCM_16") -> bytes:
+    """`audio` as the bytes of a WAV file."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(audio, np.float32), sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def tone(seconds: float, sr: int = SR) -> np.ndarray:
+    """A 220 Hz tone at 0.3 peak."""
+    return 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * sr)) / sr)
+
+
+def zero_hz_wav(n_samples: int = 1000) -> bytes:
+    """A PCM WAV whose header says 0 Hz."""
+    import struct
+
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 0, 0, 2, 16)
+    data = b"data" + struct.pack("<I", 2 * n_samples) + b"\x01\x02" * n_samples
+    return b"RIFF" + struct.pack("<I", 4 + len(fmt) + len(data)) + b"WAVE" + fmt + data
+
+
+def hostile_uploads() -> list[tuple[str, bytes, str]]:
+    """(file name, bytes, what the refusal says) for every kind of bad upload."""
+    rng = np.random.default_rng(0)
+    return [
+        ("empty.wav", b"", "empty file (0 bytes)"),
+        ("noise.wav", rng.bytes(5000), "unreadable or corrupt audio"),
+        ("noise.mp3", rng.bytes(5000), "unreadable or corrupt audio"),
+        ("notes.wav", b"a text file, not audio\n" * 50, "unreadable or corrupt audio"),
+        ("header-only.wav", wav_of(np.zeros(0)), "empty audio"),
+        ("silent.wav", wav_of(np.zeros(32_000)), "all silence"),
+        ("nan.wav", wav_of(np.full(16_000, np.nan), subtype="FLOAT"), "NaN or inf"),
+        ("zero-hz.wav", zero_hz_wav(16_000), "unreadable or corrupt audio (Sample rate should be over 0)"),
+        ("click.wav", wav_of(tone(0.1)), "0.10 s of audio; a probed clip needs at least 0.5 s"),
+        ("notes.txt", b"hello", "not an audio file type the probe reads"),
+        ("no-extension", wav_of(tone(1.0)), "not an audio file type the probe reads"),
+        ("script.wav.exe", wav_of(tone(1.0)), "not an audio file type"),
+    ]

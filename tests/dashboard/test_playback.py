@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from dashboard_ws import zero_hz_wav
 
 from core.audio.read import save_wav
 from core.dashboard.playback import segment_audio, segment_wav
@@ -187,15 +188,6 @@ def timed_ws(tmp_path):
     (w.audio_dir / "zero.wav").write_bytes(zero_hz_wav())
     (w.audio_dir / "text.wav").write_text("not audio\n" * 100)
     return w
-
-
-def zero_hz_wav(n_samples: int = 1000) -> bytes:
-    """A PCM WAV whose header says 0 Hz."""
-    import struct
-
-    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 0, 0, 2, 16)
-    data = b"data" + struct.pack("<I", 2 * n_samples) + b"\x01\x02" * n_samples
-    return b"RIFF" + struct.pack("<I", 4 + len(fmt) + len(data)) + b"WAVE" + fmt + data
 
 
 @pytest.mark.parametrize(
