@@ -58,6 +58,9 @@ def browser() -> None:
     st.title(f"Latents of {model}")
     table = _table(str(ws.root), ws.fingerprint, model, _label_stamp(), id(index))
     c = st.columns([3, 2, 1, 1])
+    if not 0.0 <= float(ss.get("min_density") or 0.0) <= 100.0:  # a hand-edited link; False for NaN
+        st.warning(f"Min density {ss['min_density']} is not a percentage; showing every density.")
+        ss["min_density"] = 0.0
     query = common.state_widget(c[0].text_input, "Filter (label, association or latent id)", key="q")
     min_density = common.state_widget(
         c[1].number_input,

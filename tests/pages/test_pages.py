@@ -326,3 +326,18 @@ def test_labeling_page_refuses_a_file_that_is_not_csv_or_json(ws):
     assert [e.value for e in at.error] == [
         "Nothing imported: labels.txt: unknown label file format 'txt' (use csv or json)"
     ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "99", "-1e308"])
+def test_a_link_with_a_steering_value_off_the_slider_says_so(ws, value):
+    at = app("steering", steer_value=value)
+    assert any("is not a value the slider offers (-3 to 3); showing a = 1" in w.value for w in at.warning)
+    assert at.slider(key="_w_steer_value").value == 1.0
+    assert list(at.table[0].value.loc["v_phi set to"]) == ["-1.0000", "+1.0000"]
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "1e400"])
+def test_a_link_with_a_density_that_is_not_a_percentage_says_so(ws, value):
+    at = app("latents", min_density=value)
+    assert any("is not a percentage; showing every density" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) > 0  # the list, not an empty filter
