@@ -80,8 +80,11 @@ def build_segments_and_embeddings(seed: int = 0) -> tuple[pd.DataFrame, np.ndarr
     return seg, x.astype(np.float32)
 
 
-def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = True):
-    """Create data_root/name with audio, models, analyses, browse indexes and a projection."""
+def build_workspace(
+    data_root: Path, name: str = "dash", *, analyses: bool = True, latents=(16, 32), ks=(2, 4)
+):
+    """Create data_root/name with audio, models (the latents x ks grid), analyses, browse indexes
+    and a projection."""
     os.environ["VOXSAE_DATA"] = str(data_root)
     from core.audio.read import save_wav
     from core.dashboard.browse import build_index
@@ -97,7 +100,7 @@ def build_workspace(data_root: Path, name: str = "dash", *, analyses: bool = Tru
     )
     for k in range(N_SOURCES):
         save_wav(ws.audio_dir / f"call{k}.wav", _tone(k, SOURCE_S), SR)
-    train_grid(ws, TrainConfig(latents=(16, 32), ks=(2, 4), epochs=2, batch_size=64), progress=False)
+    train_grid(ws, TrainConfig(latents=tuple(latents), ks=tuple(ks), epochs=2, batch_size=64), progress=False)
     for m in list_models(ws):
         build_index(ws, m.name)
     rng = np.random.default_rng(1)
