@@ -39,8 +39,6 @@ import asyncio
 import contextlib
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,8 +51,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from dashboard_ws import HOST, DashboardServer  # noqa: E402 - the tests' helpers, found through sys.path
 
-HOST = "127.0.0.1"
 MODEL = "topk-L32-K4"
 WORKSPACE = "dash"
 SLIDER_LABEL = "a (value the latent is set to)"
@@ -63,73 +61,11 @@ MAX_SESSIONS = 50
 MAX_MOVES = 20
 
 
-# -- the server -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`streamlit run app.py` on 127.0.0.1:port against `data_root`; its log in `log`."""
-
-    def __init__(self, data_root: Path, log: Path):
-        self.data_root, self.log, self.port = data_root, log, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        """Start the process (it reads the workspace only when the first session runs)."""
-        env = dict(
-            os.environ, VOXSAE_DATA=str(self.data_root), VOXSAE_WORKSPACE=WORKSPACE, OMP_NUM_THREADS="1"
-        )
-        env.pop("VOXSAE_START_PAGE", None)
-        cmd = [str(Path(sys.executable).with_name("streamlit")), "run", "app.py"]
-        cmd += ["--server.address", HOST, "--server.port", str(self.port), "--server.headless", "true"]
-        with open(self.log, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def __enter__(self) -> Server:
-        """Wait until the (started) server answers its health check."""
-        if self.proc is None:
-            self.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(self.url("_stcore/health"), timeout=2) as r,
-            ):
-                if r.status == 200:
-                    return self
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"streamlit did not start; its log:\n{self.log.read_text()[-3000:]}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}/{path.lstrip('/')}"
-
-    def rss_mb(self) -> float:
-        """Resident memory of the server process now (MB)."""
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-        return kb / 1024
-
-
+# -- the server's memory -------------------------------------------------------------------
 class RssSampler:
     """The server's RSS every `every` seconds in a thread; `peak` since the last `reset`."""
 
-    def __init__(self, server: Server, every: float = 0.05):
+    def __init__(self, server: DashboardServer, every: float = 0.05):
         self.server, self.every, self.peak = server, every, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -173,7 +109,7 @@ class SessionResult:
 class Session:
     """One browser tab's conversation with the server over /_stcore/stream."""
 
-    def __init__(self, server: Server, name: str):
+    def __init__(self, server: DashboardServer, name: str):
         self.server, self.name, self.result = server, name, SessionResult()
         self.ws = None
 
@@ -279,7 +215,7 @@ class Session:
         return None
 
 
-async def one_session(server: Server, name: str, latent: int, values: list[float]) -> SessionResult:
+async def one_session(server: DashboardServer, name: str, latent: int, values: list[float]) -> SessionResult:
     async with Session(server, name) as session:
         try:
             await session.open_latent(latent)
@@ -291,7 +227,9 @@ async def one_session(server: Server, name: str, latent: int, values: list[float
     return session.result
 
 
-async def sessions_at_once(server: Server, latents: list[int], moves: int, seed: int) -> list[SessionResult]:
+async def sessions_at_once(
+    server: DashboardServer, latents: list[int], moves: int, seed: int
+) -> list[SessionResult]:
     rng = np.random.default_rng(seed)
     slider_steps = np.round(np.arange(-3.0, 3.0001, 0.05), 2)
     # + 0.0: the slider sends 0, never -0 (which np.round makes of -0.0000...1)
@@ -334,11 +272,12 @@ def run_load(sessions: int = 20, moves: int = 4, *, seed: int = 0, timeout_s: fl
         raise ValueError(f"sessions 1..{MAX_SESSIONS} and moves 1..{MAX_MOVES}, got {sessions} and {moves}")
     with tempfile.TemporaryDirectory(prefix="voxsae-load-", dir=workdir) as tmp:
         data_root = Path(tmp) / "data"
-        server = Server(data_root, Path(tmp) / "streamlit.log").start()  # starts while the workspace builds
+        server = DashboardServer(data_root, Path(tmp) / "streamlit.log", WORKSPACE)
+        server.start()  # it starts while the workspace builds
         try:
             latents = _build(data_root)
         except BaseException:
-            server.__exit__()
+            server.stop()
             raise
         with server, RssSampler(server) as rss:
 

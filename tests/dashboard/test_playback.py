@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from dashboard_ws import zero_hz_wav
+from dashboard_ws import ingested_with_escape, zero_hz_wav
 
 from core.audio.read import save_wav
 from core.dashboard.playback import segment_audio, segment_wav
@@ -128,28 +128,10 @@ def test_sources_inside_the_audio_folder_play(escaping_ws, segment):
 def test_ingested_sources_resolve_against_the_recorded_audio_root(tmp_path):
     """An ingested workspace plays files of the folder it was ingested from, nothing beside it."""
     calls = tmp_path / "calls"
-    save_wav(calls / "spk" / "a.wav", np.full(SR, 0.25, np.float32), SR)
-    save_wav(tmp_path / "private.wav", np.full(SR, 0.5, np.float32), SR)
-    seg = pd.DataFrame(
-        {
-            "segment_id": ["a", "escape"],
-            "source": ["spk/a.wav", "../private.wav"],
-            "start_s": 0.0,
-            "end_s": 1.0,
-            "duration_s": 1.0,
-        }
-    )
-    w = Workspace.create(
-        tmp_path / "ws",
-        seg,
-        np.ones((2, 4), np.float32),
-        embedder="x",
-        sample_rate=SR,
-        provenance={"audio_root": str(calls)},
-    )
+    w = ingested_with_escape(tmp_path / "ws", calls, tmp_path / "private.wav")
     audio, _ = segment_audio(w, "a")
     assert np.allclose(audio, 0.25, atol=1e-3)
-    assert w.source_path("spk/a.wav") == (calls / "spk" / "a.wav").resolve()
+    assert w.source_path("a.wav") == (calls / "a.wav").resolve()
     with pytest.raises(InputError, match=r"'\.\./private\.wav' is outside"):
         segment_audio(w, "escape")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_ws import hostile_uploads, wav_of, zero_hz_wav
+from dashboard_ws import hostile_uploads, ingested_with_escape, wav_of, zero_hz_wav
 from hostile_harness import Outcome, assert_refused, fill_disk, read_only, run_cli, snapshot
 
 from core.errors import VoxSAEError
@@ -126,31 +126,16 @@ def test_playback_serves_catalogue_ids_only(playback_ws, data_root, segment_id):
 def test_playback_of_an_ingested_workspace_stays_in_its_audio_root(data_root, tmp_path, caplog):
     """An ingested workspace (provenance['audio_root']) whose table names `../private.wav`, as
     one ingested before ingest checked its metadata could."""
-    from core.audio.read import save_wav
     from core.dashboard.playback import segment_wav
-    from core.workspace.workspace import Workspace
 
     calls = tmp_path / "calls"
-    save_wav(calls / "a.wav", np.full(SR, 0.25, np.float32), SR)
-    save_wav(tmp_path / "private.wav", np.full(SR, 0.5, np.float32), SR)
-    seg = pd.DataFrame(
-        {"segment_id": ["a", "b"], "source": ["a.wav", "../private.wav"], "start_s": 0.0, "end_s": 1.0}
-    )
-    seg["duration_s"] = 1.0
-    ws = Workspace.create(
-        data_root / "ingested",
-        seg,
-        np.ones((2, 4), np.float32),
-        embedder="resemblyzer",
-        sample_rate=SR,
-        provenance={"command": "ingest", "audio_root": str(calls)},
-    )
+    ws = ingested_with_escape(data_root / "ingested", calls, tmp_path / "private.wav")
     assert len(segment_wav(ws, "a")) > SR
     before = snapshot(data_root, tmp_path)
     with caplog.at_level("WARNING", logger="core.workspace.workspace"):
-        out = request(segment_wav, ws, "b")
+        out = request(segment_wav, ws, "escape")
     assert_refused(
-        out, "'b'", "'../private.wav' is outside", str(calls), before=before, roots=[data_root, tmp_path]
+        out, "'escape'", "'../private.wav' is outside", str(calls), before=before, roots=[data_root, tmp_path]
     )
     assert any("private.wav" in r.getMessage() for r in caplog.records)
 
