@@ -34,7 +34,11 @@ latent = common.state_widget(
     st.number_input, "Latent", min_value=0, max_value=d_sae - 1, step=1, key="latent"
 )
 latent = int(latent)
-current = store.get(model, latent)
+try:
+    current = store.get(model, latent)
+except VoxSAEError as exc:  # e.g. a labels.sqlite that is not a database
+    st.error(str(exc))
+    st.stop()
 version_key = f"_label_version_{model}_{latent}"
 if version_key not in ss:
     ss[version_key] = current.version if current else 0
@@ -135,17 +139,22 @@ c[0].download_button("Export CSV", store.export_csv(), file_name=f"labels-{ws.na
 c[1].download_button(
     "Export JSON", store.export_json(), file_name=f"labels-{ws.name}.json", mime="application/json"
 )
-upload = st.file_uploader("Import labels (CSV or JSON)", type=["csv", "json"], key="label_import")
+# no `type=` filter: Streamlit would refuse another type with an exception box before this script
+# runs; import_text refuses it (by its extension) with one message instead
+upload = st.file_uploader("Import labels (CSV or JSON)", key="label_import", help=labeling_view.IMPORT_RULES)
 if upload is not None and st.button("Import", key="do_import"):
     known = labeling_view.known_models(ws)
-    fmt = "json" if upload.name.lower().endswith(".json") else "csv"
     try:
         report = store.import_text(
-            upload.getvalue(), fmt, author=author, known_models=known, where=upload.name
+            upload.getvalue(),
+            labeling_view.import_format(upload.name),
+            author=author,
+            known_models=known,
+            where=upload.name,
         )
     except VoxSAEError as exc:
-        st.error(str(exc))
+        st.error(f"Nothing imported: {exc}")
     else:
-        (st.warning if report.errors else st.success)(report.summary())
+        (st.warning if report.errors else st.success)(labeling_view.import_message(report))
         if report.errors:
             st.dataframe(labeling_view.import_errors_frame(report), hide_index=True)

@@ -23,10 +23,21 @@ def _open_latent(latent: int | None) -> None:
     ss["_browse_gen"] = ss.get("_browse_gen", 0) + 1  # fresh table selection / picker next time
 
 
+def _label_stamp() -> tuple | None:
+    """The label store's version stamp, or None (with a warning) when labels.sqlite cannot be read:
+    the latents are still shown, without names."""
+    try:
+        return common.label_store(str(ws.root)).version_stamp()
+    except VoxSAEError as exc:
+        st.warning(f"Labels are not shown: {exc}")
+        return None
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def _table(root: str, fingerprint: str, model: str, label_stamp: tuple, index_id: int) -> pd.DataFrame:
+def _table(root: str, fingerprint: str, model: str, label_stamp: tuple | None, index_id: int) -> pd.DataFrame:
     ws = common.open_ws_by_root(root)
-    return browse.latent_table(common.latent_index(ws, model), common.labels_for(ws, model))
+    labels = common.labels_for(ws, model) if label_stamp is not None else None
+    return browse.latent_table(common.latent_index(ws, model), labels)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -45,9 +56,11 @@ def _projection(root: str, fingerprint: str):
 
 def browser() -> None:
     st.title(f"Latents of {model}")
-    store = common.label_store(str(ws.root))
-    table = _table(str(ws.root), ws.fingerprint, model, store.version_stamp(), id(index))
+    table = _table(str(ws.root), ws.fingerprint, model, _label_stamp(), id(index))
     c = st.columns([3, 2, 1, 1])
+    if not 0.0 <= float(ss.get("min_density") or 0.0) <= 100.0:  # a hand-edited link; False for NaN
+        st.warning(f"Min density {ss['min_density']} is not a percentage; showing every density.")
+        ss["min_density"] = 0.0
     query = common.state_widget(c[0].text_input, "Filter (label, association or latent id)", key="q")
     min_density = common.state_widget(
         c[1].number_input,
@@ -127,7 +140,8 @@ def latent_view(latent: int) -> None:
         st.error(str(exc))
         st.button("Back to the list", on_click=_open_latent, args=(None,))
         return
-    label = common.label_store(str(ws.root)).get(model, latent)
+    readable = _label_stamp() is not None
+    label = common.label_store(str(ws.root)).get(model, latent) if readable else None
     c = st.columns([5, 1, 1], vertical_alignment="center")
     c[0].title(f"Latent {latent}" + (f" · {label.name}" if label else ""))
     c[1].button("List", on_click=_open_latent, args=(None,), icon=":material/arrow_back:", help="all latents")
@@ -203,7 +217,9 @@ def latent_view(latent: int) -> None:
     with left:
         st.subheader("Nearest latents (decoder cosine)")
         near = page.nearest.assign(
-            label=browse.label_names(common.labels_for(ws, model), page.nearest["latent"])
+            label=browse.label_names(
+                common.labels_for(ws, model) if readable else None, page.nearest["latent"]
+            )
         )
         for _, r in near.iterrows():
             cc = st.columns([1, 1, 3])

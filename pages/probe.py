@@ -15,18 +15,28 @@ ss = st.session_state
 st.title("Probe a clip")
 
 idx = common.latent_index(ws, model)
-context = {"labels": common.labels_for(ws, model), "stats": None if idx is None else idx.stats}
+try:
+    labels = common.labels_for(ws, model)
+except VoxSAEError as exc:  # e.g. a labels.sqlite that is not a database: probe without names
+    st.warning(f"Labels are not shown: {exc}")
+    labels = None
+context = {"labels": labels, "stats": None if idx is None else idx.stats}
 src = st.radio("Clip", ["pick a segment", "upload audio"], horizontal=True, key="probe_source")
 try:
     if src == "upload audio":
+        # no `type=` filter: Streamlit would refuse another type with an exception box before this
+        # script runs; probe.embed_upload refuses it with one message instead
         up = st.file_uploader(
-            "Audio file (wav, flac, ogg, mp3, ...)", type=list(probe.UPLOAD_TYPES), key="probe_upload"
+            f"Audio file ({', '.join(probe.UPLOAD_TYPES)})",
+            key="probe_upload",
+            help=f"{probe.MIN_UPLOAD_S:g} s to {probe.MAX_UPLOAD_S / 60:g} min of audio, "
+            f"at most {probe.MAX_UPLOAD_BYTES // 2**20} MB",
         )
         if up is None:
             st.stop()
-        st.audio(up.getvalue())
         with st.spinner(f"Embedding with {ws.embedder}..."):
             embedding = probe.embed_upload(ws, up.name, up.getvalue())
+        st.audio(up.getvalue())  # only what decoded as audio is played back
         res = probe.probe_embedding(ws, model, embedding, **context)
     else:
         ids = ws.segments["segment_id"]

@@ -77,14 +77,17 @@ if ids is not None and not mask.any():
     st.info("Choose at least one segment.")
     st.stop()
 
-if "steer_value" not in ss:
-    ss["steer_value"] = 1.0
+ss["steer_value"], value_warning = steering_view.slider_value(
+    ss.get("steer_value", steering_view.DEFAULT_VALUE)
+)
+if value_warning:
+    st.warning(value_warning)
 
 
 @st.fragment
 def live() -> None:
     value = common.state_widget(
-        st.slider, "a (value the latent is set to)", -3.0, 3.0, step=0.05, key="steer_value"
+        st.slider, "a (value the latent is set to)", *steering_view.SLIDER_RANGE, step=0.05, key="steer_value"
     )
     st.query_params["steer_value"] = str(value)
     res = steering_view.steer_signed(session, latent, value, mask)

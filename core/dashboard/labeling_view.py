@@ -3,6 +3,8 @@ history and the labels of a model (core.labels.store) as tables, the models labe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from core.sae.catalog import list_models
@@ -40,6 +42,29 @@ def labels_frame(labels: dict) -> pd.DataFrame:
             }
             for lab in labels.values()
         ]
+    )
+
+
+IMPORT_RULES = (
+    "Each row is checked on its own: a row with a problem (unknown model, latent out of range, "
+    "a name that is not text, confidence outside 0..1, ...) is skipped and listed with its line; "
+    "every other row is imported. A file that cannot be read at all imports nothing."
+)
+
+
+def import_format(file_name: str) -> str:
+    """The label file format an upload's name says: 'csv', 'json', or whatever else its extension
+    is (which the import then refuses, naming the file)."""
+    return Path(file_name).suffix.lower().lstrip(".")
+
+
+def import_message(report) -> str:
+    """What the page says after an import: how many rows were saved, how many skipped."""
+    if not report.errors:
+        return f"Imported {report.imported} label(s)."
+    return (
+        f"Imported {report.imported} label(s); skipped {len(report.errors)} row(s) with a problem "
+        "(listed below, nothing of them was saved)."
     )
 
 

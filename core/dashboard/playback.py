@@ -2,7 +2,8 @@
 
 Only segments listed in the workspace's segment table are served: the caller names a
 segment_id, never a path, and the source file is resolved by `Workspace.source_path` from the
-catalogue row. Only the needed frames are read from the source (soundfile seeks), so a long call
+catalogue row, which refuses (and logs) a source that resolves outside the audio folder recorded at
+ingest or the workspace's own audio/ folder: `../x.wav`, an absolute path elsewhere, a symlink out. Only the needed frames are read from the source (soundfile seeks), so a long call
 recording is not decoded in full to play six seconds of it.
 """
 
@@ -46,7 +47,10 @@ def _segment_index(ws) -> pd.Index:
 def segment_audio(ws, segment_id: str, *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """(float32 mono samples, rate) of a catalogue segment, cut start_s..end_s from its source."""
     row = segment_row(ws, segment_id)
-    path = ws.source_path(str(row["source"]))
+    try:
+        path = ws.source_path(str(row["source"]))
+    except InputError as exc:  # outside the audio folders: refused (and logged) by source_path
+        raise InputError(f"audio of segment {segment_id!r} not served: {exc}") from None
     if path is None:
         raise NotFoundError(
             f"workspace {ws.name}: audio of segment {segment_id!r} is not available "
@@ -59,16 +63,31 @@ def segment_audio(ws, segment_id: str, *, sample_rate: int | None = None) -> tup
         raise InputError(f"workspace {ws.name}: segment {segment_id!r} has an empty time range")
     try:
         info = sf.info(str(path))
+    except RuntimeError:  # a format libsndfile cannot open (e.g. m4a): decode it all below
+        info = None
+    if info is not None and info.samplerate > 0:  # read only the needed frames
         sr = int(info.samplerate)
         start = max(int(round(start_s * sr)), 0)
         stop = min(int(round(end_s * sr)), int(info.frames))
-        data, _ = sf.read(str(path), start=start, stop=max(stop, start), dtype="float32", always_2d=True)
-        audio = to_mono(data)
-    except (RuntimeError, sf.LibsndfileError):  # a format libsndfile cannot seek: decode all
+        audio, duration = np.zeros(0, np.float32), info.frames / sr
+        if stop > start:
+            try:
+                data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+            except RuntimeError as exc:
+                raise InputError(f"{path}: unreadable or corrupt audio ({exc})") from None
+            audio = to_mono(data)
+    else:
         sr = SAMPLE_RATE
-        audio = cut(load_audio(path, sr), sr, start_s, end_s)
+        try:
+            full = load_audio(path, sr)
+        except ValueError as exc:  # a decoder failing past load_audio's checks (a 0 Hz header)
+            raise InputError(f"{path}: unreadable or corrupt audio ({exc})") from None
+        audio, duration = cut(full, sr, start_s, end_s), len(full) / sr
     if audio.size == 0:
-        raise InputError(f"{path}: segment {segment_id!r} ({start_s:.2f}-{end_s:.2f} s) is past the end")
+        raise InputError(
+            f"{path}: segment {segment_id!r} ({start_s:.2f}-{end_s:.2f} s) lies outside the audio "
+            f"(0-{duration:.2f} s)"
+        )
     if sample_rate and sample_rate != sr:
         audio, sr = resample(audio, sr, sample_rate), sample_rate
     return audio, sr

@@ -9,12 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
+from core.atomic import write_failure
+from core.constants import SAMPLE_RATE
 from core.errors import InputError, VoxSAEError
 
 NEAREST_CHUNK_ROWS = 131_072
 UPLOAD_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aiff", "au")
 """Audio file types the probe page accepts (anything core.audio.read.load_audio decodes)."""
+MAX_UPLOAD_BYTES = 25 * 2**20
+"""Largest upload embed_upload takes: .streamlit/config.toml's server.maxUploadSize (25 MB), so a
+caller that bypasses the server's limit is held to the same one."""
+MIN_UPLOAD_S = 0.5
+"""Shortest clip probed: the embedder pads anything shorter into a meaningless embedding."""
+MAX_UPLOAD_S = 600.0
+"""Longest clip probed (10 min): an upload is a clip to compare with segments, not a recording."""
 
 
 @dataclass
@@ -46,18 +56,68 @@ def _known_embedders() -> set[str]:
     return set(EMBEDDERS)
 
 
+def upload_name(name: str) -> str:
+    """An upload's file name as an error message may show it: no folders, no control characters."""
+    shown = "".join(c if c.isprintable() else "?" for c in Path(str(name)).name)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
+
+
 def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
-    """Embed an uploaded audio file (its bytes; `name` gives the format). Errors name the upload,
-    not the temporary file it is decoded from."""
+    """Embed an uploaded audio file (its bytes; `name` gives the format).
+
+    Refused with one InputError naming the upload (never the temporary file it is decoded from):
+    a type not in UPLOAD_TYPES, an empty or oversized file (MAX_UPLOAD_BYTES), a header that
+    says 0 Hz, anything load_audio cannot decode (corrupt, truncated, all silence, NaN samples),
+    and audio shorter than MIN_UPLOAD_S or longer than MAX_UPLOAD_S (checked from the header
+    before decoding where the format has one, so a small file cannot expand to hours of samples).
+    """
     from core.audio.read import load_audio
 
+    shown = upload_name(name)
+    suffix = Path(str(name)).suffix.lower().lstrip(".")
+    if suffix not in UPLOAD_TYPES:
+        raise InputError(f"{shown}: not an audio file type the probe reads ({', '.join(UPLOAD_TYPES)})")
+    if not data:
+        raise InputError(f"{shown}: empty file (0 bytes)")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InputError(
+            f"{shown}: {len(data) / 2**20:.1f} MB, more than the {MAX_UPLOAD_BYTES // 2**20} MB an upload may have"
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ("upload" + Path(name).suffix.lower())
-        path.write_bytes(data)
+        path = Path(tmp) / f"upload.{suffix}"
         try:
-            return embed_clip(ws, load_audio(path))
+            path.write_bytes(data)
+        except OSError as exc:
+            raise write_failure(path, exc) from None
+        try:
+            _check_header(path, shown)
+            audio = load_audio(path)
         except VoxSAEError as exc:
-            raise type(exc)(str(exc).replace(str(path), name)) from None
+            raise type(exc)(str(exc).replace(str(path), shown)) from None
+        except ValueError as exc:  # a decoder failing past load_audio's checks (a 0 Hz header)
+            raise InputError(f"{shown}: unreadable or corrupt audio ({exc})") from None
+    _check_duration(len(audio) / SAMPLE_RATE, shown)
+    return embed_clip(ws, audio)
+
+
+def _check_header(path: Path, shown: str) -> None:
+    """Refuse from the header alone (before decoding) a 0 Hz rate or a clip past MAX_UPLOAD_S."""
+    try:
+        info = sf.info(str(path))
+    except RuntimeError:  # not a format libsndfile opens: load_audio tries the others
+        return
+    if info.samplerate <= 0:
+        raise InputError(f"{shown}: header says {info.samplerate} Hz (not playable audio)")
+    _check_duration(info.frames / info.samplerate, shown, min_s=0.0)
+
+
+def _check_duration(seconds: float, shown: str, *, min_s: float = MIN_UPLOAD_S) -> None:
+    if seconds > MAX_UPLOAD_S:
+        raise InputError(
+            f"{shown}: {seconds / 60:.1f} min of audio; a probed clip may be at most {MAX_UPLOAD_S / 60:g} min"
+        )
+    if seconds < min_s:
+        raise InputError(f"{shown}: {seconds:.2f} s of audio; a probed clip needs at least {min_s:g} s")
 
 
 # -- nearest catalogue segments -----------------------------------------------------------------

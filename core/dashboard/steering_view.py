@@ -19,6 +19,25 @@ MAX_DIST_POINTS = 4000
 """At most this many samples (seeded subsample) go into the distribution chart; means use all."""
 BOTH_CLASSES = "both classes"
 CHOSEN_SEGMENTS = "chosen segments"
+SLIDER_RANGE = (-3.0, 3.0)
+"""The values the steering slider offers for a."""
+DEFAULT_VALUE = 1.0
+
+
+def slider_value(value) -> tuple[float, str | None]:
+    """(the slider's value, a warning or None) for a requested a (e.g. from a hand-edited link):
+    anything that is not a finite number within SLIDER_RANGE falls back to DEFAULT_VALUE."""
+    low, high = SLIDER_RANGE
+    try:
+        a = float(value)
+    except (TypeError, ValueError):
+        a = float("nan")
+    if low <= a <= high:  # False for NaN
+        return a, None
+    return (
+        DEFAULT_VALUE,
+        f"a = {value} is not a value the slider offers ({low:g} to {high:g}); showing a = {DEFAULT_VALUE:g}",
+    )
 
 
 def steering_session(ws, model: str, task: Task):

@@ -9,33 +9,48 @@ Streamlit sessions, threads or processes can read and write at the same time. A 
 `BEGIN IMMEDIATE`, so the history append and the current-label upsert are one atomic step and
 concurrent writers are serialised by SQLite, not by luck.
 
-Export/import: CSV and JSON with the columns of EXPORT_COLUMNS; import validates every row and
-reports the bad ones by line number (CSV: file line; JSON: 1-based item number) while keeping the
-good ones. A file that is not CSV/JSON at all raises InputError.
+Export/import: CSV and JSON with the columns of EXPORT_COLUMNS; import validates every row (text
+fields must be text, the latent a non-negative integer that is not a bool and, for a known model,
+below its latent count; the confidence a number in 0..1) and reports the bad ones by line number
+(CSV: file line; JSON: 1-based item number) while saving the good ones in one transaction. A file
+that cannot be parsed at all (not UTF-8, malformed, nested too deeply) raises InputError.
+
+A save that cannot be written (disk full, read-only folder) raises core.atomic.WriteError
+("cannot write <path>: <why>") and leaves the stored labels as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
+import numbers
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.atomic import WriteError, write_failure
 from core.errors import InputError, NotFoundError, VoxSAEError
 
 BUSY_TIMEOUT_MS = 30_000
 EXPORT_COLUMNS = ("model", "latent", "name", "description", "tags", "confidence", "author", "updated_at")
 REQUIRED_COLUMNS = ("model", "latent", "name")
+MAX_MODEL_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 5_000
 MAX_TAGS = 50
+MAX_TAG_CHARS = 100
+MAX_AUTHOR_CHARS = 100
+MAX_LATENT = 2**63 - 1
+"""The largest latent id SQLite's INTEGER holds (anything past it would overflow the binding)."""
+MAX_IMPORT_ROWS = 200_000
 
 # the fields a label has, in the current table and in every history row
 _LABEL_FIELDS = """
@@ -108,6 +123,56 @@ class ImportReport:
 
 
 # -- validation -----------------------------------------------------------------------------
+def _shown(value) -> str:
+    """A short description of a user's value for an error message (never a huge or deep repr)."""
+    if value is None or isinstance(value, str | numbers.Number):
+        try:
+            text = repr(value)
+        except ValueError:  # an int past Python's digit limit for str()
+            return "a very large integer"
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__}"
+
+
+def _text(value, what: str, limit: int, *, strip: bool = True) -> str:
+    """A text field: None (or NaN, an empty cell) is ''; anything but a string is refused."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{what} is not text: {_shown(value)}")
+    value = value.strip() if strip else value
+    if len(value) > limit:
+        raise InputError(f"{what} longer than {limit} characters ({len(value):,})")
+    return value
+
+
+def latent_id(latent) -> int:
+    """A latent id from an int, an integral float or a decimal string; InputError otherwise.
+
+    A bool is not an id (JSON `true` would otherwise be latent 1), nor is anything past the
+    largest integer SQLite stores."""
+    value = None
+    if latent is None or (isinstance(latent, str) and not latent.strip()):
+        raise InputError("latent is missing")
+    if isinstance(latent, bool):
+        pass
+    elif isinstance(latent, numbers.Integral):
+        value = int(latent)
+    elif isinstance(latent, numbers.Real):
+        f = float(latent)
+        value = int(f) if math.isfinite(f) and f.is_integer() else None
+    elif isinstance(latent, str) and re.fullmatch(r"[+-]?[0-9]+", latent.strip()):
+        digits = latent.strip().lstrip("+-")
+        value = int(latent) if len(digits) <= len(str(MAX_LATENT)) else MAX_LATENT + 1
+    if value is None:
+        raise InputError(f"latent is not an integer: {_shown(latent)}")
+    if value < 0:
+        raise InputError(f"latent {_shown(latent)} is negative")
+    if value > MAX_LATENT:
+        raise InputError(f"latent {_shown(latent)} is past the largest latent id ({MAX_LATENT})")
+    return value
+
+
 def parse_tags(value) -> tuple[str, ...]:
     """Tags from a list or a 'a; b, c' string -> tuple of unique, stripped, non-empty tags."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -115,17 +180,35 @@ def parse_tags(value) -> tuple[str, ...]:
     if isinstance(value, str):
         parts = value.replace(",", ";").split(";")
     elif isinstance(value, list | tuple):
-        parts = [str(v) for v in value]
+        parts = [_text(v, "a tag", MAX_TAG_CHARS) for v in value]
     else:
-        raise InputError(f"tags must be a list or a ';'-separated string, got {type(value).__name__}")
+        raise InputError(f"tags are not a list or a ';'-separated string: {_shown(value)}")
     out: list[str] = []
     for p in parts:
         p = p.strip()
+        if len(p) > MAX_TAG_CHARS:
+            raise InputError(f"a tag longer than {MAX_TAG_CHARS} characters ({len(p):,})")
         if p and p not in out:
             out.append(p)
     if len(out) > MAX_TAGS:
         raise InputError(f"at most {MAX_TAGS} tags, got {len(out)}")
     return tuple(out)
+
+
+def _confidence(value) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0.5
+    conf = None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        conf = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            conf = float(value)
+    if conf is None or math.isnan(conf):
+        raise InputError(f"confidence is not a number: {_shown(value)}")
+    if not (0.0 <= conf <= 1.0):
+        raise InputError(f"confidence {conf:g} is outside 0..1")
+    return conf
 
 
 def validate(
@@ -140,61 +223,70 @@ def validate(
 ) -> tuple[str, int, str, str, tuple[str, ...], float]:
     """Clean one label's fields or raise InputError saying which field is wrong.
 
-    `known_models` maps model name -> latent count; when given, the model must be one of them
-    and the latent id within range.
+    Text fields must be strings (a JSON object or list is not a name), the latent a non-negative
+    integer (not a bool), the confidence a number in 0..1 (not NaN). `known_models` maps model
+    name -> latent count; when given, the model must be one of them and the latent id within range.
     """
-    model = str(model if model is not None else "").strip()
+    model = _text(model, "model", MAX_MODEL_CHARS)
     if not model:
         raise InputError("model is empty")
-    try:
-        if isinstance(latent, float) and not latent.is_integer():
-            raise ValueError
-        latent_i = int(str(latent).strip()) if not isinstance(latent, int | float) else int(latent)
-    except (TypeError, ValueError):
-        raise InputError(f"latent {latent!r} is not an integer") from None
-    if latent_i < 0:
-        raise InputError(f"latent {latent_i} is negative")
+    latent_i = latent_id(latent)
     if known_models is not None:
         if model not in known_models:
             raise InputError(f"model {model!r} is not in this workspace")
         if latent_i >= known_models[model]:
             raise InputError(f"latent {latent_i} out of range for {model} (0..{known_models[model] - 1})")
-    name = str(name if name is not None else "").strip()
+    name = _text(name, "name", MAX_NAME_CHARS)
     if not name:
         raise InputError("name is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise InputError(f"name longer than {MAX_NAME_CHARS} characters")
-    description = "" if description is None else str(description)
-    if isinstance(description, float) or description == "nan":
-        description = ""
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise InputError(f"description longer than {MAX_DESCRIPTION_CHARS} characters")
-    tags_t = parse_tags(tags)
+    description = _text(description, "description", MAX_DESCRIPTION_CHARS, strip=False)
+    return model, latent_i, name, description, parse_tags(tags), _confidence(confidence)
+
+
+def _author(value) -> str:
+    """Who saved: text, cut to MAX_AUTHOR_CHARS (a name is not worth refusing a label over)."""
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"author is not text: {_shown(value)}")
+    return (value or "").strip()[:MAX_AUTHOR_CHARS]
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """What the OS would say about writing into `folder` (read-only, full, no permission), if anything:
+    SQLite itself reports such failures only as 'disk I/O error' or 'unable to open database file'."""
     try:
-        conf = 0.5 if confidence in (None, "") else float(confidence)
-    except (TypeError, ValueError):
-        raise InputError(f"confidence {confidence!r} is not a number") from None
-    if not (0.0 <= conf <= 1.0):
-        raise InputError(f"confidence {conf} is outside 0..1")
-    return model, latent_i, name, description, tags_t, conf
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return os.strerror(errno.EROFS)
+    if st.f_bavail == 0:
+        return os.strerror(errno.ENOSPC)
+    if not os.access(folder, os.W_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 # -- the store ------------------------------------------------------------------------------
 class LabelStore:
-    """Labels of one workspace. Cheap to construct; safe to share across threads."""
+    """Labels of one workspace. Cheap to construct (nothing is touched until the first read or
+    save); safe to share across threads.
+
+    A failed save (disk full, read-only folder, corrupt file) raises WriteError("cannot write
+    <path>: <why>") and changes nothing: the transaction is rolled back. Reads still work where
+    the folder cannot be written (a read-only share, a full disk): they then read the committed
+    database file as it is, and a store that does not exist yet reads as empty.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
+        self._schema_ready = False
 
     @classmethod
     def for_workspace(cls, ws) -> LabelStore:
         return cls(ws.labels_path)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> sqlite3.Connection:
+        """A WAL connection with the schema in place."""
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -202,21 +294,86 @@ class LabelStore:
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only network share
                 raise InputError(f"{self.path}: SQLite could not switch to WAL mode (got {mode})")
             con.execute("PRAGMA synchronous = NORMAL")
-            con.row_factory = sqlite3.Row
+            if not self._schema_ready:
+                con.executescript(_SCHEMA)
+                self._schema_ready = True
+        except BaseException:
+            con.close()
+            raise
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _open_as_it_is(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """For reading when a WAL connection cannot be opened: the committed file, read-only.
+
+        Only where that is the whole truth: SQLite could not open or write beside the file (no
+        -shm/-wal can be made on a read-only or full disk) and no write-ahead log holds saves
+        the file lacks. Anything else (a corrupt file, a busy database) is an InputError."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        unopenable = isinstance(exc, sqlite3.OperationalError) and getattr(
+            exc, "sqlite_errorname", ""
+        ).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_FULL"))
+        if not unopenable or (wal.exists() and wal.stat().st_size > 0):
+            raise self._failure(exc, write=False) from None
+        if not self.path.exists():  # nothing saved yet: an empty store
+            con = sqlite3.connect(":memory:", isolation_level=None)
+            con.executescript(_SCHEMA)
+        else:
+            try:
+                con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+                con.execute("SELECT 1 FROM labels LIMIT 1")
+            except sqlite3.Error:
+                raise self._failure(exc, write=False) from None
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _failure(self, exc: sqlite3.Error, *, write: bool) -> VoxSAEError:
+        """One clear error for an SQLite failure: `cannot write|read <path>: <why>`."""
+        why = str(exc)
+        problem = _folder_problem(self.path.parent) if isinstance(exc, sqlite3.OperationalError) else None
+        if problem:
+            why = f"{problem} (SQLite: {exc})"
+        if write:
+            return WriteError(f"cannot write {self.path}: {why}")
+        return InputError(f"cannot read {self.path}: {why}")
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading."""
+        try:
+            con = self._open()
+        except sqlite3.Error as exc:
+            con = self._open_as_it_is(exc)
+        try:
             yield con
+        except sqlite3.Error as exc:
+            raise self._failure(exc, write=False) from None
         finally:
             con.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as con:
+        """One write transaction (BEGIN IMMEDIATE .. COMMIT): all of it is stored or none."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.path, exc) from None
+        try:
+            con = self._open()
             con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        except sqlite3.Error as exc:
+            raise self._failure(exc, write=True) from None
+        try:
+            yield con
             con.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failure(exc, write=True) from None
+            raise
+        finally:
+            con.close()
 
     # -- write ------------------------------------------------------------------------------
     def save(
@@ -239,43 +396,11 @@ class LabelStore:
         With `expected_version` (the version the form showed), a save over a newer label raises
         LabelConflict carrying the current label; the rejected text is still kept in history.
         """
-        model, latent, name, description, tags_t, conf = validate(
-            model, latent, name, description, tags, confidence, known_models=known_models
-        )
-        author = str(author or "").strip()[:100]
+        fields = validate(model, latent, name, description, tags, confidence, known_models=known_models)
+        author = _author(author)
         ts = time.time() if now is None else float(now)
-        tags_json = json.dumps(list(tags_t))
         with self._write() as con:
-            con.execute(
-                "INSERT INTO label_history (model, latent, name, description, tags, confidence, author,"
-                " saved_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, latent, name, description, tags_json, conf, author, ts, source),
-            )
-            row = con.execute(
-                "SELECT * FROM labels WHERE model = ? AND latent = ?", (model, latent)
-            ).fetchone()
-            current_version = int(row["version"]) if row else 0
-            if expected_version is not None and current_version != expected_version:
-                conflict = _label_from_row(row) if row else None
-                # keep the rejected text in history (committed), but do not overwrite
-                con.execute("COMMIT")
-                con.execute("BEGIN IMMEDIATE")
-                raise LabelConflict(
-                    f"latent {latent} of {model} was saved by {conflict.author if conflict else '?'} "
-                    f"after you opened it (version {current_version}, you had {expected_version})",
-                    conflict,
-                )
-            version = current_version + 1
-            con.execute(
-                "INSERT INTO labels (model, latent, name, description, tags, confidence, author,"
-                " updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (model, latent) DO UPDATE SET name = excluded.name,"
-                " description = excluded.description, tags = excluded.tags,"
-                " confidence = excluded.confidence, author = excluded.author,"
-                " updated_at = excluded.updated_at, version = excluded.version",
-                (model, latent, name, description, tags_json, conf, author, ts, version),
-            )
-        return Label(model, latent, name, description, tags_t, conf, author, ts, version)
+            return _put(con, fields, author, ts, source, expected_version)
 
     def delete(self, model: str, latent: int, author: str = "") -> None:
         """Remove the current label (the history keeps it, plus a 'deleted' entry)."""
@@ -295,7 +420,7 @@ class LabelStore:
                     row["description"],
                     row["tags"],
                     row["confidence"],
-                    str(author or ""),
+                    _author(author),
                     time.time(),
                 ),
             )
@@ -334,7 +459,7 @@ class LabelStore:
         out = []
         for r in rows:
             d = dict(r)
-            d["tags"] = json.loads(d["tags"] or "[]")
+            d["tags"] = list(_tags_of(d["tags"]))
             out.append(d)
         return out
 
@@ -372,35 +497,77 @@ class LabelStore:
         known_models: Mapping[str, int] | None = None,
         where: str = "upload",
     ) -> ImportReport:
-        """Import labels from CSV or JSON text; bad rows are reported, good rows saved."""
+        """Import labels from CSV or JSON text: every row is validated, the bad ones are reported
+        (line number and reason) and the good ones saved, all in one transaction (a failed write
+        stores none of them). A file that cannot be parsed at all raises InputError."""
         rows = parse_import(text, fmt, where=where)
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise InputError(f"{where}: {len(rows):,} rows; at most {MAX_IMPORT_ROWS:,} labels per import")
         report = ImportReport()
+        good = []
         for line, raw in rows:
-            if "_bad" in raw:
-                bad = raw["_bad"]
-                why = bad if isinstance(bad, str) else f"not a label object ({type(bad).__name__})"
-                report.errors.append((line, why))
+            if isinstance(raw, str):  # a row the parser already refused
+                report.errors.append((line, raw))
                 continue
             try:
-                self.save(
+                fields = validate(
                     raw.get("model"),
                     raw.get("latent"),
                     raw.get("name"),
                     raw.get("description", ""),
                     raw.get("tags", ()),
                     raw.get("confidence", 0.5),
-                    str(raw.get("author") or author),
-                    source="import",
                     known_models=known_models,
                 )
-                report.imported += 1
+                good.append((fields, _author(raw.get("author") or author)))
             except InputError as exc:
                 report.errors.append((line, str(exc)))
+        if good:
+            ts = time.time()
+            with self._write() as con:
+                for fields, who in good:
+                    _put(con, fields, who, ts, "import")
+            report.imported = len(good)
         return report
 
 
-def parse_import(text: str | bytes, fmt: str, *, where: str = "upload") -> list[tuple[int, dict]]:
-    """(line number, row dict) pairs from CSV or JSON text; a malformed file raises InputError."""
+def _put(con, fields, author: str, ts: float, source: str, expected_version: int | None = None) -> Label:
+    """Append one validated label to the history and make it current, inside `con`'s transaction."""
+    model, latent, name, description, tags_t, conf = fields
+    tags_json = json.dumps(list(tags_t))
+    con.execute(
+        "INSERT INTO label_history (model, latent, name, description, tags, confidence, author,"
+        " saved_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (model, latent, name, description, tags_json, conf, author, ts, source),
+    )
+    row = con.execute("SELECT * FROM labels WHERE model = ? AND latent = ?", (model, latent)).fetchone()
+    current_version = int(row["version"]) if row else 0
+    if expected_version is not None and current_version != expected_version:
+        conflict = _label_from_row(row) if row else None
+        # keep the rejected text in history (committed), but do not overwrite
+        con.execute("COMMIT")
+        con.execute("BEGIN IMMEDIATE")
+        raise LabelConflict(
+            f"latent {latent} of {model} was saved by {conflict.author if conflict else '?'} "
+            f"after you opened it (version {current_version}, you had {expected_version})",
+            conflict,
+        )
+    version = current_version + 1
+    con.execute(
+        "INSERT INTO labels (model, latent, name, description, tags, confidence, author,"
+        " updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (model, latent) DO UPDATE SET name = excluded.name,"
+        " description = excluded.description, tags = excluded.tags,"
+        " confidence = excluded.confidence, author = excluded.author,"
+        " updated_at = excluded.updated_at, version = excluded.version",
+        (model, latent, name, description, tags_json, conf, author, ts, version),
+    )
+    return Label(model, latent, name, description, tags_t, conf, author, ts, version)
+
+
+def parse_import(text: str | bytes, fmt: str, *, where: str = "upload") -> list[tuple[int, dict | str]]:
+    """(line number, row dict) pairs from CSV or JSON text, (line number, reason) for a row that is
+    not a label at all; a malformed file raises InputError naming `where` and the place."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -408,22 +575,34 @@ def parse_import(text: str | bytes, fmt: str, *, where: str = "upload") -> list[
             raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     fmt = fmt.lower().lstrip(".")
     if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
-        if isinstance(data, dict) and isinstance(data.get("labels"), list):
-            data = data["labels"]
-        if not isinstance(data, list):
-            raise InputError(f"{where}: JSON must be a list of label objects")
-        out = []
-        for i, item in enumerate(data, start=1):
-            out.append((i, item if isinstance(item, dict) else {"_bad": item}))
-        return out
+        return _parse_json(text, where)
     if fmt != "csv":
-        raise InputError(f"{where}: unknown label file format {fmt!r} (use csv or json)")
+        raise InputError(f"{where}: unknown label file format {_shown(fmt)} (use csv or json)")
+    return _parse_csv(text, where)
+
+
+def _parse_json(text: str, where: str) -> list[tuple[int, dict | str]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer literal past Python's digit limit
+        raise InputError(f"{where}: unreadable JSON ({str(exc).split(':')[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("labels"), list):
+        data = data["labels"]
+    if not isinstance(data, list):
+        raise InputError(f"{where}: JSON must be a list of label objects, got {_shown(data)}")
+    return [
+        (i, item if isinstance(item, dict) else f"not a label object ({_shown(item)})")
+        for i, item in enumerate(data, start=1)
+    ]
+
+
+def _parse_csv(text: str, where: str) -> list[tuple[int, dict | str]]:
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise InputError(f"{where}: empty CSV file")
@@ -434,22 +613,32 @@ def parse_import(text: str | bytes, fmt: str, *, where: str = "upload") -> list[
         raise InputError(f"{where}: malformed CSV header ({exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
+        found = ", ".join(_shown(h) for h in header[:10]) + (", ..." if len(header) > 10 else "")
         raise InputError(
-            f"{where}: CSV header lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})"
+            f"{where}: CSV header lacks column(s) {', '.join(missing)} (found: {found or 'none'})"
         )
-    out = []
+    out: list[tuple[int, dict | str]] = []
     try:
         for cells in reader:
             line = reader.line_num
             if not cells or all(not c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
-                out.append((line, {"_bad": f"{len(cells)} fields, the header has {len(header)}"}))
+                out.append((line, f"{len(cells)} fields, the header has {len(header)}"))
                 continue
             out.append((line, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise InputError(f"{where}: malformed CSV at line {reader.line_num} ({exc})") from None
     return out
+
+
+def _tags_of(text) -> tuple[str, ...]:
+    """The stored tags (a JSON list); () for anything else (a hand-edited database)."""
+    try:
+        tags = json.loads(text or "[]")
+    except (ValueError, RecursionError):
+        return ()
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
 
 def _label_from_row(row: sqlite3.Row) -> Label:
@@ -458,7 +647,7 @@ def _label_from_row(row: sqlite3.Row) -> Label:
         latent=int(row["latent"]),
         name=row["name"],
         description=row["description"] or "",
-        tags=tuple(json.loads(row["tags"] or "[]")),
+        tags=_tags_of(row["tags"]),
         confidence=float(row["confidence"]),
         author=row["author"] or "",
         updated_at=float(row["updated_at"]),

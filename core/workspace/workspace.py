@@ -28,6 +28,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -56,6 +57,8 @@ from core.constants import (
     data_root,
 )
 from core.errors import InputError, NotFoundError
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
@@ -469,21 +472,35 @@ class Workspace:
     labels_path = property(lambda self: self.root / LABELS_SQLITE)
 
     def source_path(self, source: str) -> Path | None:
-        """Absolute path of a segment's source audio, or None when the workspace has no audio.
+        """Absolute, resolved path of a segment's source audio, or None when it is not there.
 
         Relative sources resolve against provenance['audio_root'] (the ingested folder) or the
-        workspace's own audio/ folder; only sources listed in the segment table are served.
+        workspace's own audio/ folder; only sources listed in the segment table are served. A
+        source that resolves (symlinks included) outside both folders, e.g. `../x.wav` or an
+        absolute path elsewhere, is refused (InputError, logged) and never opened.
         """
         if not source:
             return None
-        path = Path(source)
-        if not path.is_absolute():
-            root = self.info.provenance.get("audio_root")
-            base = Path(root) if root else self.audio_dir
-            if not base.is_absolute():
-                base = self.root / base
-            path = base / path
-        return path if path.is_file() else None
+        base = self.root / (self.info.provenance.get("audio_root") or AUDIO_DIR)
+        shown = source if len(source) <= 200 else source[:197] + "..."
+        try:
+            path = (base / source).resolve()  # an absolute source replaces base
+            roots = [r.resolve() for r in dict.fromkeys([base, self.audio_dir])]
+            inside = any(path.is_relative_to(r) for r in roots)
+            found = inside and path.is_file()
+        except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, symlink loop, name too long
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            logger.warning("workspace %s: refused source %r (%s)", self.name, shown, why)
+            raise InputError(
+                f"workspace {self.name}: source {shown!r} is not a usable path ({why})"
+            ) from None
+        if not inside:
+            logger.warning("workspace %s: refused source %r (resolves to %s)", self.name, shown, path)
+            raise InputError(
+                f"workspace {self.name}: source {shown!r} is outside the workspace's audio folder "
+                f"({', '.join(map(str, roots))}); not read"
+            )
+        return path if found else None
 
     def summary(self) -> dict:
         seg = self.segments

@@ -42,3 +42,19 @@ def test_history_and_labels_tables(tmp_path):
     assert list(labels.columns) == ["latent", "name", "tags", "confidence", "author", "version"]
     errors = labeling_view.import_errors_frame(ImportReport(1, [(3, "no such model")]))
     assert errors.to_dict("records") == [{"line": 3, "problem": "no such model"}]
+
+
+def test_import_format_is_the_file_extension():
+    assert labeling_view.import_format("Labels.JSON") == "json"
+    assert labeling_view.import_format("x.csv") == "csv"
+    assert labeling_view.import_format("notes.txt") == "txt"  # refused by the import, by name
+    assert labeling_view.import_format("no-extension") == ""
+
+
+def test_import_message_says_what_was_saved_and_what_was_skipped():
+    assert labeling_view.import_message(ImportReport(imported=3)) == "Imported 3 label(s)."
+    report = ImportReport(imported=1, errors=[(2, "latent is not an integer: True"), (4, "name is empty")])
+    assert labeling_view.import_message(report) == (
+        "Imported 1 label(s); skipped 2 row(s) with a problem (listed below, nothing of them was saved)."
+    )
+    assert list(labeling_view.import_errors_frame(report)["line"]) == [2, 4]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dashboard_ws import hostile_uploads, tone, wav_of
 
 from core.dashboard import probe
 from core.errors import InputError, NotFoundError
@@ -67,3 +68,55 @@ def test_a_bad_upload_is_named_not_its_temporary_file(ws):
     with pytest.raises(InputError) as err:
         probe.embed_upload(ws, "my clip.wav", b"not audio at all")
     assert "my clip.wav" in str(err.value) and "/tmp" not in str(err.value)
+
+
+# -- hostile uploads: one InputError naming the upload (issue "Trust", the probe page) --------
+@pytest.mark.parametrize(
+    ("name", "data", "why"), hostile_uploads(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_hostile_uploads_are_one_error_naming_the_upload(ws, name, data, why):
+    with pytest.raises(InputError) as err:
+        probe.embed_upload(ws, name, data)
+    text = str(err.value)
+    assert text.startswith(f"{name}: ") and why in text, text
+    assert "/tmp" not in text and "upload." not in text  # never the temporary file
+
+
+def test_an_upload_longer_than_the_limit_is_refused_from_its_header(ws, monkeypatch):
+    import core.audio.read
+
+    decoded = []
+    monkeypatch.setattr(core.audio.read, "load_audio", lambda *a, **k: decoded.append(a))
+    long_wav = wav_of(np.full(8_000 * 601, 0.1), sr=8_000, subtype="PCM_U8")  # 10 min 1 s, 4.8 MB
+    with pytest.raises(InputError, match=r"long.wav: 10.0 min of audio; a probed clip may be at most 10 min"):
+        probe.embed_upload(ws, "long.wav", long_wav)
+    assert decoded == []
+
+
+def test_an_upload_past_the_size_limit_is_refused_before_it_is_written(ws, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", lambda: pytest.fail("wrote the upload"))
+    with pytest.raises(InputError, match=r"big.wav: 25.0 MB, more than the 25 MB an upload may have"):
+        probe.embed_upload(ws, "big.wav", b"\0" * (probe.MAX_UPLOAD_BYTES + 1))
+
+
+def test_the_upload_limit_is_the_servers(ws):
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == probe.MAX_UPLOAD_BYTES
+
+
+def test_upload_names_are_shown_without_folders_or_control_characters(ws):
+    with pytest.raises(InputError) as err:
+        probe.embed_upload(ws, "../../etc/evil\nname.txt", b"x")
+    assert str(err.value).startswith("evil?name.txt: not an audio file type")
+
+
+def test_a_good_upload_is_decoded_and_reaches_the_embedder(ws):
+    """A clip that passes every check gets as far as the workspace's embedder (here 'x', which
+    cannot embed audio: the refusal names it)."""
+    with pytest.raises(InputError, match="made with embedder 'x'"):
+        probe.embed_upload(ws, "Clip.WAV", wav_of(tone(1.0)))

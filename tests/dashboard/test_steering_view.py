@@ -88,3 +88,12 @@ def test_frames_and_means_table(session):
     assert all(v == "n/a" or v[0] in "+-" for _, v in changes)
     assert sv.signed(None) == sv.signed(float("nan")) == sv.signed(np.float32("nan")) == "n/a"
     assert sv.signed(0.5) == "+0.5000"
+
+
+def test_slider_value_keeps_what_the_slider_offers_and_says_when_it_falls_back():
+    assert sv.slider_value(-3.0) == (-3.0, None)
+    assert sv.slider_value("2.5") == (2.5, None)
+    for bad in (float("nan"), float("inf"), 99.0, -1e308, "abc", None):
+        value, warning = sv.slider_value(bad)
+        assert value == sv.DEFAULT_VALUE == 1.0
+        assert warning == f"a = {bad} is not a value the slider offers (-3 to 3); showing a = 1"

@@ -146,3 +146,137 @@ def test_import_reports_bad_rows_with_line_numbers(store):
 def test_malformed_files_raise_input_error(store, text, fmt, match):
     with pytest.raises(InputError, match=match):
         store.import_text(text, fmt)
+
+
+# -- hostile imports: types and ranges checked per row (issue "Trust", item 9) ---------------
+HOSTILE_ROWS = [
+    ({"latent": 2**63, "name": "past int64"}, "past the largest latent id"),
+    ({"latent": 10**30, "name": "far past int64"}, "past the largest latent id"),
+    ({"latent": True, "name": "a bool"}, "latent is not an integer: True"),
+    ({"latent": 1, "name": {"a": 1}}, "name is not text: a dict"),
+    ({"latent": 1, "name": ["x"]}, "name is not text: a list"),
+    ({"latent": -1, "name": "negative"}, "latent -1 is negative"),
+    ({"latent": 16, "name": "past d_sae"}, "latent 16 out of range for m (0..15)"),
+    ({"latent": 3, "name": "nan", "confidence": float("nan")}, "confidence is not a number: nan"),
+    ({"latent": 3, "name": "inf", "confidence": float("inf")}, "confidence inf is outside 0..1"),
+    ({"latent": 3, "name": "bool conf", "confidence": False}, "confidence is not a number: False"),
+    ({"latent": 3, "name": "x" * 10_000}, "name longer than 200 characters (10,000)"),
+    ({"latent": 3, "name": "t", "description": "d" * 100_000}, "description longer than 5000"),
+    ({"latent": 3, "name": "t", "tags": [{"a": 1}]}, "a tag is not text: a dict"),
+    ({"latent": 3, "name": "t", "tags": ["t" * 101]}, "a tag longer than 100 characters"),
+    ({"latent": 3, "name": "t", "tags": {"a": 1}}, "tags are not a list"),
+    ({"latent": 3, "name": "t", "author": ["x"]}, "author is not text: a list"),
+    ({"latent": 3.5, "name": "fraction"}, "latent is not an integer: 3.5"),
+    ({"latent": [[[[1]]]], "name": "deep"}, "latent is not an integer: a list"),
+    ({"latent": None, "name": "missing"}, "latent is missing"),
+    ({"model": {"x": 1}, "latent": 3, "name": "t"}, "model is not text: a dict"),
+    ({"model": "m" * 300, "latent": 3, "name": "t"}, "model longer than 200 characters"),
+    ({"model": "other", "latent": 3, "name": "t"}, "model 'other' is not in this workspace"),
+]
+
+
+def test_json_import_rejects_each_bad_row_and_keeps_the_good_ones(store):
+    good = [
+        {"model": "m", "latent": 4, "name": "Spanish", "confidence": 0.25, "tags": ["a", "b"]},
+        {"model": "m", "latent": 5.0, "name": "integral float", "author": "ana"},
+    ]
+    rows = [{"model": "m", **row} for row, _ in HOSTILE_ROWS] + good
+    rep = store.import_text(json.dumps(rows), "json", known_models={"m": 16}, author="importer")
+    assert rep.imported == 2
+    assert [n for n, _ in rep.errors] == list(range(1, len(HOSTILE_ROWS) + 1))
+    for (line, why), (_, expected) in zip(rep.errors, HOSTILE_ROWS, strict=True):
+        assert expected in why, (line, why)
+        assert len(why) < 200  # a 100,000-character value is not echoed back
+    labels = store.for_model("m")
+    assert sorted(labels) == [4, 5]
+    assert labels[4].tags == ("a", "b") and labels[4].confidence == 0.25 and labels[4].author == "importer"
+    assert labels[5].name == "integral float" and labels[5].author == "ana"
+    assert store.all() == list(labels.values())  # nothing under another model or a huge id
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        ("True", "latent is not an integer: 'True'"),
+        ("1e3", "latent is not an integer: '1e3'"),
+        ("1_000", "latent is not an integer: '1_000'"),
+        ("\u0663", "latent is not an integer"),  # an Arabic-Indic digit: int() would take it
+        ("99999999999999999999", "past the largest latent id"),
+        ("9" * 5000, "past the largest latent id"),  # past Python's int() digit limit too
+        ("-3", "latent '-3' is negative"),
+    ],
+)
+def test_csv_latent_cells_are_decimal_integers(store, cell, why):
+    rep = store.import_text(f"model,latent,name\nm,{cell},x\nm,7,ok\n", "csv")
+    assert rep.imported == 1 and rep.errors[0][0] == 2 and why in rep.errors[0][1]
+    assert list(store.for_model("m")) == [7]
+
+
+@pytest.mark.parametrize(("cell", "why"), [("nan", "not a number: 'nan'"), ("inf", "inf is outside 0..1")])
+def test_csv_confidence_must_be_a_number_in_range(store, cell, why):
+    rep = store.import_text(f"model,latent,name,confidence\nm,1,x,{cell}\n", "csv")
+    assert rep.imported == 0 and why in rep.errors[0][1]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"labels": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ("[" + "1" * 5000 + "]", "unreadable JSON"),
+        ('"just a string"', "JSON must be a list of label objects, got 'just a string'"),
+    ],
+)
+def test_unreadable_json_is_one_error_and_imports_nothing(store, text, match):
+    with pytest.raises(InputError, match=match):
+        store.import_text(text, "json", where="labels.json")
+    assert store.all() == []
+
+
+def test_json_items_that_are_not_objects_are_rejected_by_item(store):
+    rep = store.import_text(json.dumps([[1, 2], "name", {"model": "m", "latent": 0, "name": "ok"}]), "json")
+    assert rep.imported == 1
+    assert rep.errors == [(1, "not a label object (a list)"), (2, "not a label object ('name')")]
+
+
+def test_a_csv_header_of_junk_is_summarised(store):
+    header = ",".join(f"col{i}" for i in range(5000))
+    with pytest.raises(InputError, match=r"lacks column\(s\) model, latent, name") as err:
+        store.import_text(header + "\n", "csv")
+    assert len(str(err.value)) < 400
+
+
+def test_save_validates_like_import(store):
+    import numpy as np
+
+    assert store.save("m", np.int64(3), "numpy id").latent == 3
+    for bad, match in [(True, "not an integer"), (2**64, "past the largest"), ("3.0", "not an integer")]:
+        with pytest.raises(InputError, match=match):
+            store.save("m", bad, "x")
+    with pytest.raises(InputError, match="name is not text"):
+        store.save("m", 1, {"name": "x"})
+    assert [lab.latent for lab in store.all()] == [3]
+
+
+def test_a_corrupt_store_is_one_error_and_stays_as_it_was(tmp_path):
+    from core.atomic import WriteError
+
+    path = tmp_path / "labels.sqlite"
+    junk = b"not a database " * 1000
+    path.write_bytes(junk)
+    store = LabelStore(path)
+    with pytest.raises(InputError, match=f"cannot read {path}: file is not a database"):
+        store.for_model("m")
+    with pytest.raises(WriteError, match=f"cannot write {path}: file is not a database"):
+        store.save("m", 1, "x")
+    with pytest.raises(WriteError, match="cannot write"):
+        store.import_text("model,latent,name\nm,1,x\n", "csv")
+    assert path.read_bytes() == junk
+
+
+def test_a_store_that_does_not_exist_is_created_on_first_use(tmp_path):
+    path = tmp_path / "new" / "labels.sqlite"
+    store = LabelStore(path)
+    assert not path.exists()  # constructing touches nothing
+    assert store.save("m", 1, "x").version == 1
+    assert LabelStore(path).get("m", 1).name == "x"

@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from dashboard_ws import DashboardServer
 
 from core.dashboard.chromium import CHROMIUM, launch
 
@@ -33,61 +30,8 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_root: Path, port: int, workspace: str = "dash"):
-        self.data_root, self.port, self.proc, self.workspace = data_root, port, None, workspace
-        self.log = ARTIFACTS / f"streamlit-{port}.log"
-
-    def start(self) -> None:
-        env = dict(
-            os.environ, VOXSAE_DATA=str(self.data_root), VOXSAE_WORKSPACE=self.workspace, OMP_NUM_THREADS="1"
-        )
-        env.pop("VOXSAE_START_PAGE", None)
-        streamlit = Path(sys.executable).with_name("streamlit")
-        cmd = [
-            str(streamlit),
-            "run",
-            "app.py",
-            "--server.port",
-            str(self.port),
-            "--server.address",
-            "127.0.0.1",
-        ]
-        with open(self.log, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"streamlit did not start; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from dashboard_ws import build_workspace
 
     root = tmp_path_factory.mktemp("browser")
@@ -103,9 +47,9 @@ def server(tmp_path_factory):
         for p in [*ARTIFACTS.glob("[0-9]*.png"), *ARTIFACTS.glob("*.log")]:
             p.unlink()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    srv = Server(root, _free_port())
+    srv = DashboardServer(root, ARTIFACTS / "streamlit-dash.log")
     srv.live_latent = live
-    srv.start()
+    srv.start().wait_ready(60)
     yield srv
     srv.stop()
 
@@ -221,7 +165,7 @@ def test_dashboard_in_chromium(server, browser):
     _shot(page, "8-labeling")
 
     server.stop()
-    server.start()
+    server.start().wait_ready(60)
     _open(page, server, f"labeling?latent={server.live_latent}", "Label latents of")
     page.get_by_text("Current label v1 by").first.wait_for()
     assert page.get_by_label("Name", exact=True).input_value() == "Spanish female voices"
@@ -247,8 +191,8 @@ def default_server(tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for p in ARTIFACTS.glob("default-*.png"):
         p.unlink()
-    srv = Server(root, _free_port(), workspace="demo")
-    srv.start()
+    srv = DashboardServer(root, ARTIFACTS / "streamlit-demo.log", workspace="demo")
+    srv.start().wait_ready(60)
     yield srv
     srv.stop()
 

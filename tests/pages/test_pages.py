@@ -211,3 +211,133 @@ def test_links_to_missing_latents_or_models_say_so(ws):
     assert any("has no latent -3" in w.value for w in at.warning)
     at = app("overview", model="topk-L99-K9")
     assert any("has no model 'topk-L99-K9'" in w.value for w in at.sidebar.warning)
+
+
+# -- hostile input through the pages (issue "Trust") ------------------------------------------
+def _probe_upload(name: str, data: bytes) -> AppTest:
+    at = app("probe")
+    at.radio(key="probe_source").set_value("upload audio").run()
+    at.file_uploader(key="probe_upload").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("noise.wav", "unreadable or corrupt audio"),
+        ("silent.wav", "all silence"),
+        ("zero-hz.wav", "Sample rate"),
+    ],
+)
+def test_probe_page_refuses_a_bad_upload_with_one_message(ws, name, why):
+    from dashboard_ws import hostile_uploads
+
+    data = next(d for n, d, _ in hostile_uploads() if n == name)
+    at = _probe_upload(name, data)
+    assert [e.value for e in at.error] == [e.value for e in at.error if e.value.startswith(f"{name}: ")]
+    assert len(at.error) == 1 and why in at.error[0].value
+    assert not at.get("audio") and not at.dataframe  # nothing played, nothing probed
+
+
+def test_probe_page_probes_a_good_upload(ws):
+    from dashboard_ws import tone, wav_of
+
+    at = _probe_upload("clip.wav", wav_of(tone(2.0)))
+    assert not at.error
+    lat = at.dataframe[0].value
+    assert len(lat) >= 1 and (lat["activation"] > 0).all()
+    assert len(at.get("audio")) >= 2  # the upload itself + its nearest segments
+
+
+def test_labeling_page_imports_good_rows_and_lists_the_rejected(ws):
+    import json
+
+    rows = [
+        {"model": "topk-L16-K2", "latent": 3, "name": "imported ok"},
+        {"model": "topk-L16-K2", "latent": True, "name": "a bool id"},
+        {"model": "topk-L16-K2", "latent": 2**70, "name": "past int64"},
+        {"model": "topk-L16-K2", "latent": 16, "name": "past d_sae (16 latents)"},
+        {"model": "topk-L16-K2", "latent": 4, "name": {"nested": "dict"}},
+        {"model": "topk-L16-K2", "latent": 5, "name": "nan", "confidence": float("nan")},
+    ]
+    at = app("labeling")
+    at.file_uploader(key="label_import").set_value(
+        ("labels.json", json.dumps(rows).encode(), "application/json")
+    )
+    at.run()
+    next(b for b in at.button if b.key == "do_import").click().run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "Imported 1 label(s); skipped 5 row(s) with a problem (listed below, nothing of them was saved)."
+    ]
+    problems = at.dataframe[-1].value
+    assert list(problems["line"]) == [2, 3, 4, 5, 6]
+    assert "not an integer: True" in problems["problem"].iloc[0]
+    assert "past the largest latent id" in problems["problem"].iloc[1]
+    assert "out of range for topk-L16-K2 (0..15)" in problems["problem"].iloc[2]
+    assert "name is not text: a dict" in problems["problem"].iloc[3]
+    assert "confidence is not a number: nan" in problems["problem"].iloc[4]
+    with sqlite3.connect(ws.labels_path) as con:
+        assert con.execute("select latent, name from labels where model = 'topk-L16-K2'").fetchall() == [
+            (3, "imported ok")
+        ]
+
+
+def test_labeling_page_refuses_deeply_nested_json_whole(ws):
+    at = app("labeling")
+    deep = ("[" * 50_000 + "]" * 50_000).encode()
+    at.file_uploader(key="label_import").set_value(("deep.json", deep, "application/json")).run()
+    next(b for b in at.button if b.key == "do_import").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Nothing imported: deep.json: JSON nested too deeply to read"]
+
+
+@pytest.fixture()
+def corrupt_labels(ws):
+    """labels.sqlite replaced by junk for one test, then put back."""
+    path = ws.labels_path
+    saved = path.read_bytes() if path.exists() else None
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    path.write_bytes(b"junk, not SQLite " * 100)
+    yield path
+    if saved is None:
+        path.unlink()
+    else:
+        path.write_bytes(saved)
+
+
+def test_a_corrupt_label_store_is_one_message_and_pages_still_open(ws, corrupt_labels):
+    at = app("labeling")
+    assert [e.value for e in at.error] == [f"cannot read {corrupt_labels}: file is not a database"]
+    at = app("latents")
+    assert at.title[0].value == "Latents of topk-L32-K4" and len(at.dataframe[0].value) > 0
+    assert any(f"Labels are not shown: cannot read {corrupt_labels}" in w.value for w in at.warning)
+    at = app("probe")
+    assert at.dataframe and any("Labels are not shown" in w.value for w in at.warning)
+
+
+def test_labeling_page_refuses_a_file_that_is_not_csv_or_json(ws):
+    at = app("labeling")
+    at.file_uploader(key="label_import").set_value(("labels.txt", b"model,latent,name\n", "text/plain")).run()
+    next(b for b in at.button if b.key == "do_import").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Nothing imported: labels.txt: unknown label file format 'txt' (use csv or json)"
+    ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "99", "-1e308"])
+def test_a_link_with_a_steering_value_off_the_slider_says_so(ws, value):
+    at = app("steering", steer_value=value)
+    assert any("is not a value the slider offers (-3 to 3); showing a = 1" in w.value for w in at.warning)
+    assert at.slider(key="_w_steer_value").value == 1.0
+    assert list(at.table[0].value.loc["v_phi set to"]) == ["-1.0000", "+1.0000"]
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "1e400"])
+def test_a_link_with_a_density_that_is_not_a_percentage_says_so(ws, value):
+    at = app("latents", min_density=value)
+    assert any("is not a percentage; showing every density" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) > 0  # the list, not an empty filter
