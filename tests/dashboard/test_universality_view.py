@@ -56,6 +56,8 @@ def test_a_latents_matches_in_every_sae_it_was_compared_with(compared):
         back["correlation"]
     )
     assert [theirs["best_latent"], theirs["best_correlation"]] == across["best_b"][latent]
+    # two workspaces of one embedder and dim: one embedding space, so the decoders are compared
+    assert across["decoder_cosine"] and theirs["decoder_cosine"] == pytest.approx(back["decoder_cosine"])
     assert frame["best_correlation"].is_monotonic_decreasing
 
 
