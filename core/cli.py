@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.analysis.seeds",
         "train and analyse the grid at several seeds: every report figure as mean and spread",
     ),
+    "universality": (
+        "core.analysis.universality",
+        "match the latents of two SAEs (seeds, sizes, embedders) by activation correlation",
+    ),
     "dashboard-cache": (
         "core.dashboard.cache",
         "precompute what the dashboard reads (latent index of every model, UMAP map)",

@@ -114,8 +114,11 @@ def train_sae(
     return sae
 
 
-def train_models(ws: Workspace, shapes=((6, 2), (16, 2)), steps: int = 300) -> list[str]:
-    """Train tiny TopK SAEs on the 'sae' split and save them as the workspace's models."""
+def train_models(
+    ws: Workspace, shapes=((6, 2), (16, 2)), steps: int = 300, *, seed: int = 0, suffix: str = ""
+) -> list[str]:
+    """Train tiny TopK SAEs on the 'sae' split and save them as the workspace's models, named
+    model_name(...) + suffix (e.g. '-s1' for another seed)."""
     from core.sae.checkpoint import save_sae
     from core.training.grid import model_name
 
@@ -125,11 +128,11 @@ def train_models(ws: Workspace, shapes=((6, 2), (16, 2)), steps: int = 300) -> l
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls: threads only add contention on the shared 2 cores
     try:
-        saes = [train_sae(x, d_sae, k, steps=steps) for d_sae, k in shapes]
+        saes = [train_sae(x, d_sae, k, steps=steps, seed=seed) for d_sae, k in shapes]
     finally:
         torch.set_num_threads(threads)
     for (d_sae, k), sae in zip(shapes, saes, strict=True):
-        name = model_name("topk", d_sae, k)
+        name = model_name("topk", d_sae, k) + suffix
         save_sae(
             sae,
             ws.models_dir / name,

@@ -5,8 +5,11 @@
 
 `resemblyzer` (default, 256-d, weights inside the package) runs on CPU in `jobs` worker
 processes of one torch thread each (measured here: 2 processes x 1 thread beat 1 process x 2
-threads by far). `titanet` restores a local NeMo .nemo file (192-d). With CUDA available,
-embedding runs in this process on the GPU.
+threads by far). `titanet` restores a local NeMo .nemo file (192-d). `mfcc-stats` is a classical
+speaker representation with no weights (120-d: mean and sd of MFCCs 1-20 and their deltas, numpy
+and librosa only; core.embedders.mfcc_stats), so one folder of audio can be ingested by two
+embedders and the same segments compared (it always runs on CPU). With CUDA available, the
+others run in this process on the GPU.
 
 Layer 2 of the data flow. May import: core.constants, core.errors (audio arrives as arrays).
 """
@@ -40,11 +43,26 @@ def _titanet(**kw) -> Embedder:
     return TitaNetEmbedder(**kw)
 
 
-EMBEDDERS: dict[str, Callable[..., Embedder]] = {"resemblyzer": _resemblyzer, "titanet": _titanet}
+def _mfcc_stats(**kw) -> Embedder:
+    from core.embedders.mfcc_stats import MfccStatsEmbedder
+
+    return MfccStatsEmbedder(**kw)
+
+
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+    "resemblyzer": _resemblyzer,
+    "titanet": _titanet,
+    "mfcc-stats": _mfcc_stats,
+}
 """name -> factory(checkpoint=, device=). Modules are imported only when used (NeMo is slow)."""
 
-EMBEDDER_DIMS = {"resemblyzer": 256, "titanet": 192}
+EMBEDDER_DIMS = {"resemblyzer": 256, "titanet": 192, "mfcc-stats": 120}
 """Nominal dims (a custom .nemo may differ; Embedder.dim is authoritative)."""
+
+POOLED = {"resemblyzer", "mfcc-stats"}
+"""Embedders that run in `jobs` single-threaded CPU worker processes for long inputs."""
+NUMPY_ONLY = {"mfcc-stats"}
+"""Embedders without torch: always on CPU, whatever --device says (a GPU has nothing to do)."""
 
 CHUNK = 32  # segments per work item (at most)
 MIN_POOL_AUDIO_S = 600.0
@@ -69,9 +87,10 @@ _WORKER: Embedder | None = None
 def _init_worker(name: str, checkpoint: str | None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
-    import torch
+    if name not in NUMPY_ONLY:  # a worker without torch starts in a fraction of the time
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     global _WORKER
     _WORKER = get_embedder(name, checkpoint=checkpoint, device="cpu")
 
@@ -117,11 +136,13 @@ def _torch_threads(n: int | None):
     On a shared CPU, torch's default of one thread per core oversubscribes badly (the LSTM slows
     down several-fold when another process holds a core), so CPU embedding uses `jobs` threads.
     """
+    if n is None:  # nothing to set (and no torch to import for an embedder that has none)
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -142,22 +163,23 @@ def embed_segments(
 ) -> np.ndarray:
     """Embed 16 kHz mono segments -> float32 [len(audios), dim], in order, with a progress bar.
 
-    jobs > 1 on CPU: resemblyzer runs in `jobs` worker processes of one torch thread each (for
-    at least MIN_POOL_AUDIO_S of audio, or when such a pool is already running; `pool`
-    True/False forces the choice).
+    jobs > 1 on CPU: resemblyzer and mfcc-stats (POOLED) run in `jobs` worker processes of one
+    torch thread each (for at least MIN_POOL_AUDIO_S of audio, or when such a pool is already
+    running; `pool` True/False forces the choice).
     Otherwise (jobs == 1, little audio, CUDA, titanet) this process, batches of batch_size, on
-    CPU with 1 torch thread for resemblyzer and `jobs` threads for titanet.
+    CPU with 1 torch thread for resemblyzer and `jobs` threads for titanet; mfcc-stats always
+    runs on CPU (NUMPY_ONLY) and never imports torch here.
     """
     from tqdm import tqdm
 
     if name not in EMBEDDERS:
         raise InputError(f"unknown embedder {name!r} (available: {', '.join(EMBEDDERS)})")
     audios = [np.asarray(a, dtype=np.float32) for a in audios]
-    device = pick_device(device)
+    device = "cpu" if name in NUMPY_ONLY else pick_device(device)
     total_s = sum(len(a) for a in audios) / SAMPLE_RATE
     warm = _POOL is not None and _POOL[0] == (name, checkpoint, jobs)
     use_pool = (
-        name == "resemblyzer"
+        name in POOLED
         and device == "cpu"
         and jobs > 1
         and len(audios) > 1
@@ -177,7 +199,9 @@ def embed_segments(
             embedder = get_embedder(name, checkpoint=checkpoint, device=device)
             # resemblyzer's LSTM: 1 thread is nearly as fast as 2 and does not collapse when
             # another process holds a core (measured: 1x2 threads ran 3-6x slower under load)
-            threads = (1 if name == "resemblyzer" else max(1, jobs)) if device == "cpu" else None
+            threads = (1 if name in POOLED else max(1, jobs)) if device == "cpu" else None
+            if name in NUMPY_ONLY:  # no torch to set threads for
+                threads = None
             with _torch_threads(threads):
                 for chunk in chunks:
                     out.append(embedder.embed(chunk))
