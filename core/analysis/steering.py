@@ -279,8 +279,15 @@ def steer_naive(
 
 
 # -- stored results --------------------------------------------------------------------------
+def _value_text(value: float) -> str:
+    """a as a file name part: short ('1', '0.5') when that is exact, else every digit, so two
+    values never share a stored result (a = 1.00000001 is not a = 1)."""
+    short = f"{float(value):g}"
+    return short if float(short) == float(value) else repr(float(value))
+
+
 def _result_name(model: str, latent: int, value: float) -> str:
-    return f"{model}-L{int(latent)}-a{float(value):g}"
+    return f"{model}-L{int(latent)}-a{_value_text(value)}"
 
 
 def run_steering(
@@ -357,7 +364,7 @@ def load_steering(
     if latent is not None:
         return store.load_json(kind, _result_name(model, latent, value))
     folder = store.path(kind, "x").parent
-    pattern = f"{model}-L*-a{float(value):g}{store.suffix}.json"
+    pattern = f"{model}-L*-a{_value_text(value)}{store.suffix}.json"
     for path in sorted(folder.glob(pattern)):
         out = store.load_json(kind, path.name[: -len(store.suffix + ".json")])
         if out is not None:
