@@ -88,6 +88,7 @@ def _analyse(name: str) -> dict:
     idx, val = sparse_codes(ws, LARGE)
     return {
         "identify output": ident_out.out,
+        "identify warnings": [line for line in ident_out.err.splitlines() if line.startswith("warning:")],
         "identify --force output": forced.out,
         "feature split": (ds.train_rows.tolist(), ds.test_rows.tolist(), ds.y_test.tolist()),
         "identification": [
@@ -163,6 +164,16 @@ def test_identify_without_force_equals_with_force(answers, change):
     _, after, _ = answers[change]
     assert after["identify output"] == after["identify --force output"]
     assert "es vs en" in after["identify output"] and after["identify output"].count("topk-L") == len(MODELS)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_models_trained_on_the_old_content_are_named(answers, change):
+    before, after, _ = answers[change]
+    assert before["identify warnings"] == []
+    assert after["identify warnings"] == [
+        f"warning: model(s) {', '.join(MODELS)} were trained on other content than workspace w holds now; "
+        "their analyses are computed on the current content (`python -m core train` retrains them)"
+    ]
 
 
 @pytest.fixture
