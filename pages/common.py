@@ -148,7 +148,7 @@ def default_model(models: list[str]) -> str | None:
 
 
 @st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
-def _open_ws(name: str, fingerprint: str):
+def _open_ws(name: str, key: str):
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(name)
@@ -163,10 +163,15 @@ def open_ws(name: str):
 
 
 def model_names(ws) -> list[str]:
-    """The workspace's models, from the one model catalogue (core.sae.catalog: cfg.json reads)."""
-    from core.sae.catalog import list_models
+    """The workspace's usable models, from the one model catalogue (core.sae.catalog: cfg.json
+    reads); every model folder left out, or whose metrics cannot be read, gets a visible warning
+    that names it and says why (the model picker never drops one silently)."""
+    from core.sae.catalog import scan_models
 
-    return [m.name for m in list_models(ws)]
+    models, problems = scan_models(ws)
+    for problem in problems:
+        st.warning(problem.line().removeprefix("warning: "))
+    return [m.name for m in models]
 
 
 @st.cache_resource(show_spinner="Loading latent index...", max_entries=8)
@@ -228,7 +233,7 @@ def labels_for(ws, model: str) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _segment_wav(root: str, fingerprint: str, segment_id: str) -> bytes:
+def _segment_wav(root: str, content: str, segment_id: str) -> bytes:
     from core.dashboard.playback import segment_wav
 
     return segment_wav(open_ws_by_root(root), segment_id)
@@ -237,7 +242,9 @@ def _segment_wav(root: str, fingerprint: str, segment_id: str) -> bytes:
 def audio_player(ws, segment_id: str) -> None:
     """st.audio of a catalogue segment (cut server-side); a caption when its audio is absent."""
     try:
-        st.audio(_segment_wav(str(ws.root), ws.fingerprint, str(segment_id)), format="audio/wav")
+        from core.dashboard.cache_keys import content_key
+
+        st.audio(_segment_wav(str(ws.root), content_key(ws), str(segment_id)), format="audio/wav")
     except VoxSAEError as exc:
         st.caption(f"no audio: {exc}")
 

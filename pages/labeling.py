@@ -8,6 +8,7 @@ import datetime as dt
 import streamlit as st
 
 from core.dashboard import labeling_view
+from core.dashboard.cache_keys import content_key
 from core.errors import VoxSAEError
 from core.labels.store import LabelConflict
 from core.sae.catalog import get_model
@@ -45,7 +46,7 @@ if version_key not in ss:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _suggestions(root: str, fingerprint: str, model: str):
+def _suggestions(root: str, content: str, model: str):
     from core.analysis.suggestions import load_suggestions
 
     return load_suggestions(common.open_ws_by_root(root), model)
@@ -108,7 +109,7 @@ with form_col:
 
 with side:
     st.subheader("Suggestions")
-    sugg = _suggestions(str(ws.root), ws.fingerprint, model)
+    sugg = _suggestions(str(ws.root), content_key(ws, model), model)
     if sugg is None:
         st.caption("No suggestions computed for this model (`python -m core analyze`).")
     else:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
+from core.dashboard.cache_keys import content_key
 from core.dashboard.overview import attribute_counts, models_table, nmse_by_k
 from pages import common
 
 
 @st.cache_data(show_spinner=False)
-def _summary(root: str, fingerprint: str) -> dict:
+def _summary(root: str, content: str) -> dict:
     return common.open_ws_by_root(root).summary()
 
 
 ws = common.current_ws()
 st.title(f"Workspace {ws.name}")
-summary = _summary(str(ws.root), ws.fingerprint)
+summary = _summary(str(ws.root), content_key(ws))
 c = st.columns(4)
 c[0].metric("Segments", f"{summary['segments']:,}")
 c[1].metric("Hours", f"{summary['hours']:.1f}")

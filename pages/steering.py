@@ -9,6 +9,7 @@ import altair as alt
 import streamlit as st
 
 from core.dashboard import steering_view
+from core.dashboard.cache_keys import content_key
 from core.dashboard.tasks import Task, defined_tasks
 from core.errors import VoxSAEError
 from core.sae.catalog import get_model
@@ -37,12 +38,12 @@ d_sae = get_model(ws, model).d_sae
 
 
 @st.cache_resource(show_spinner="Encoding the task's samples (once)...", max_entries=8)
-def _session(root: str, fingerprint: str, model: str, task: Task):
+def _session(root: str, content: str, model: str, task: Task):
     return steering_view.steering_session(common.open_ws_by_root(root), model, task)
 
 
 try:
-    session = _session(str(ws.root), ws.fingerprint, model, task)
+    session = _session(str(ws.root), content_key(ws, model), model, task)
 except VoxSAEError as exc:
     st.error(str(exc))
     st.stop()

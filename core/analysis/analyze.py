@@ -3,8 +3,11 @@
 For each default feature present in the workspace (language es vs en, class music vs voice):
 identification (+ the grid), feature splitting, steering of the identified latent of every model;
 then label suggestions for every model. Cached: analyses/manifest.json records the workspace
-fingerprint and the model checksums it was computed from, so a rerun with nothing changed does
-nothing.
+content and the model checksums it was computed from, so a rerun with nothing changed does
+nothing, and a result the manifest lists that is missing or corrupt (deleted, or never written
+by a run that was killed) is computed again. A model folder that cannot be used is left out and
+named on stderr (`warning: model NAME skipped: why`); when none is usable the command fails with
+one error listing them. A write that fails (disk full, read-only) is the command's one error.
 
     manifest = run_analyses(ws)           # computes or reuses
     manifest = load_manifest(ws)          # what the dashboard / report read (None if never run)
@@ -30,6 +33,7 @@ import sys
 import time
 
 from core.analysis.store import ResultStore, content_key
+from core.atomic import WriteError
 from core.constants import ANALYSES_MANIFEST_JSON, DEFAULT_FEATURES
 from core.errors import NotFoundError, VoxSAEError
 from core.workspace.workspace import Workspace
@@ -67,6 +71,40 @@ def load_manifest(ws: Workspace | str, model_workspace=None) -> dict | None:
     return ResultStore(ws, model_workspace).load_json("", MANIFEST)
 
 
+def _missing_results(ws: Workspace, manifest: dict, model_workspace=None) -> list[str]:
+    """What a fresh manifest lists but the store does not hold fresh (deleted, corrupt, or left
+    out by a run killed after it): those are computed again, not reported from the manifest."""
+    from core.analysis.datasets import load_feature_dataset
+    from core.analysis.grid import load_grid
+    from core.analysis.identification import load_identification
+    from core.analysis.splitting import load_splitting
+    from core.analysis.steering import load_steering
+    from core.analysis.suggestions import load_suggestions
+
+    missing = []
+    for f in manifest.get("features", []):
+        if f.get("status") != "done":
+            continue
+        attr, pos, negs = f["attribute"], f["positive"], f["negatives"]
+        if load_feature_dataset(ws, attr, pos, negs) is None:
+            missing.append(f"features {attr}")
+        for kind, load in (
+            ("identification", load_identification),
+            ("grid", load_grid),
+            ("splitting", load_splitting),
+        ):
+            if load(ws, attr, pos, negs, model_workspace=model_workspace) is None:
+                missing.append(f"{kind} {attr}")
+        for s in f.get("steering", []):
+            kw = {"latent": s["latent"], "value": s["value"], "negatives": negs}
+            if load_steering(ws, attr, pos, s["model"], model_workspace=model_workspace, **kw) is None:
+                missing.append(f"steering {attr} {s['model']}")
+    for m in manifest.get("models", []):
+        if load_suggestions(ws, m["name"], model_workspace=model_workspace) is None:
+            missing.append(f"suggestions {m['name']}")
+    return missing
+
+
 def run_analyses(
     ws: Workspace | str,
     *,
@@ -91,7 +129,7 @@ def run_analyses(
     features, skipped = default_features(ws)
     inputs = store.inputs(refs, features=features, version=_VERSION)
     old = None if force else store.load_json("", MANIFEST, inputs)
-    if old is not None:
+    if old is not None and not _missing_results(store.ws, old, model_workspace):
         return {**old, "up_to_date": True}
 
     def log(msg: str) -> None:
@@ -134,6 +172,8 @@ def run_analyses(
                     }
                 )
             entry.update(key=ident["key"], steering=steering, status="done")
+        except WriteError:
+            raise  # the disk said no: that is the command's error, not this feature's
         except VoxSAEError as exc:
             entry.update(status="skipped", reason=str(exc))
             log(f"[analyze] {attr}: skipped ({exc})")
@@ -172,7 +212,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    from core.analysis.models import warn_unusable_models
+
     ws = Workspace.open(args.workspace)
+    warn_unusable_models(ws, args.model_workspace)
     m = run_analyses(ws, model_workspace=args.model_workspace, force=args.force)
     if m.get("up_to_date"):
         print(f"analyses of {ws.name} are up to date ({len(m['models'])} models); nothing to do")

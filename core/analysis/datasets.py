@@ -9,13 +9,14 @@ Rows come from the segments whose `split` is `feature` when that column holds su
 that appear in the `sae` split are dropped so the analysis never sees a speaker the SAE trained on.
 The split is a GroupShuffleSplit by speaker (seeded), with an optional balanced test set (the
 paper's test sets hold 400 + 400 and 200 + 200 samples). It is saved under
-analyses/features/ with the workspace fingerprint, so a rerun reuses exactly the same rows.
+analyses/features/ with the workspace content it was drawn from (fingerprint and segments digest,
+core.analysis.store), so a rerun reuses exactly the same rows, and a changed corpus, label column
+or `source` (the group of speaker-less rows) draws a new split.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core import atomic
-from core.constants import FEATURES_SUBDIR, SPLIT_FEATURE, SPLIT_SAE
+from core.constants import FEATURES_SUBDIR, SEGMENT_BASE_COLUMNS, SPLIT_FEATURE, SPLIT_SAE
 from core.errors import InputError, NotFoundError
 from core.workspace.workspace import Workspace
 
@@ -41,6 +42,11 @@ def class_names(positive: str, negatives: list[str]) -> tuple[str, str]:
 
 
 def resolve_values(ws: Workspace, attribute: str, positive: str, negatives) -> list[str]:
+    if attribute in SEGMENT_BASE_COLUMNS:
+        raise NotFoundError(
+            f"workspace {ws.name}: {attribute!r} is a segment column, not an attribute "
+            f"(attributes: {', '.join(ws.attributes()) or 'none'})"
+        )
     values = ws.attribute_values(attribute)  # NotFoundError names the valid attributes
     positive = str(positive)
     if positive not in values:
@@ -113,7 +119,15 @@ class FeatureDataset:
     test_size: float = DEFAULT_TEST_SIZE
     balance_test: bool = True
     fingerprint: str = ""
+    segments: str = ""
+    """segments_digest of the workspace the split was drawn from (core.analysis.store)."""
     notes: list[str] = field(default_factory=list)
+
+    def drawn_from(self, ws: Workspace) -> bool:
+        """Whether the split was drawn from what `ws` holds now (fingerprint and segment table)."""
+        from core.analysis.store import segments_digest
+
+        return self.fingerprint == ws.fingerprint and self.segments == segments_digest(ws)
 
     # -- naming ------------------------------------------------------------------------
     @property
@@ -159,6 +173,7 @@ class FeatureDataset:
             "test_size": self.test_size,
             "balance_test": self.balance_test,
             "fingerprint": self.fingerprint,
+            "segments": self.segments,
             "notes": self.notes,
             "train_rows": self.train_rows.tolist(),
             "test_rows": self.test_rows.tolist(),
@@ -191,6 +206,7 @@ class FeatureDataset:
             test_size=float(raw["test_size"]),
             balance_test=bool(raw["balance_test"]),
             fingerprint=raw.get("fingerprint", ""),
+            segments=raw.get("segments", ""),
             notes=list(raw.get("notes", [])),
         )
 
@@ -206,7 +222,7 @@ class FeatureDataset:
         saved = _read_dataset(ws, cls.path_for(ws, attribute, str(positive), negs))
         if (
             saved is not None
-            and saved.fingerprint == ws.fingerprint
+            and saved.drawn_from(ws)
             and saved.seed == want["seed"]
             and abs(saved.test_size - want["test_size"]) < 1e-9
             and saved.balance_test == want["balance_test"]
@@ -230,6 +246,8 @@ class FeatureDataset:
         balance_test: bool = True,
     ) -> FeatureDataset:
         from sklearn.model_selection import GroupShuffleSplit
+
+        from core.analysis.store import segments_digest
 
         negs = resolve_values(ws, attribute, positive, negatives)
         positive = str(positive)
@@ -321,6 +339,7 @@ class FeatureDataset:
             test_size=test_size,
             balance_test=balance_test,
             fingerprint=ws.fingerprint,
+            segments=segments_digest(ws),
             notes=notes,
         )
 
@@ -344,19 +363,29 @@ def load_feature_dataset(
     """The saved dataset, or None when none was saved (the dashboard calls this)."""
     negs = resolve_values(ws, attribute, positive, negatives)
     saved = _read_dataset(ws, FeatureDataset.path_for(ws, attribute, str(positive), negs))
-    return saved if saved is not None and saved.fingerprint == ws.fingerprint else None
+    return saved if saved is not None and saved.drawn_from(ws) else None
 
 
 def _read_dataset(ws: Workspace, path: Path) -> FeatureDataset | None:
     """The dataset saved at `path`; None when missing or corrupt (said, then rebuilt)."""
-    from core.analysis.store import ResultStore
+    from core.analysis.store import ResultStore, warn_corrupt
 
     raw = ResultStore(ws).read_json(path)
-    try:
-        return None if raw is None else FeatureDataset.from_json(raw)
-    except (KeyError, TypeError, ValueError) as exc:
-        print(f"warning: {path}: corrupt feature dataset ({exc}); rebuilding", file=sys.stderr)
+    if raw is None:
         return None
+    try:
+        ds = FeatureDataset.from_json(raw)
+        for rows, y in ((ds.train_rows, ds.y_train), (ds.test_rows, ds.y_test)):
+            if (
+                rows.ndim != 1
+                or len(rows) != len(y)
+                or (rows.size and not 0 <= rows.min() <= rows.max() < len(ws))
+            ):
+                raise ValueError(f"rows outside 0..{len(ws) - 1} or not one label per row")
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        warn_corrupt(path, f"not a feature dataset: {exc}")
+        return None
+    return ds
 
 
 # -- command-line arguments shared by the analysis commands (identify, steer) -------------------

@@ -11,6 +11,7 @@ best train F1, scored on test. Ceiling: a linear probe on the raw embeddings.
 
 Command: python -m core identify --workspace NAME --attribute language --positive es [--negative en]
          [--model-workspace W] [--json]
+         (a model folder that cannot be used: one `warning: ...` line on stderr naming it and why)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from core.analysis import datasets
 from core.analysis.datasets import FeatureDataset, dataset_key, resolve_values, split_hash
-from core.analysis.models import ModelRef, encode_rows, list_model_refs
+from core.analysis.models import ModelRef, encode_rows, list_model_refs, warn_unusable_models
 from core.analysis.store import ResultStore
 from core.constants import IDENTIFICATION_SUBDIR
 from core.errors import NotFoundError
@@ -204,8 +205,11 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    ws, *feature = datasets.dataset_arguments(args)
+    warn_unusable_models(ws, args.model_workspace)
     res = identify(
-        *datasets.dataset_arguments(args),
+        ws,
+        *feature,
         model_workspace=args.model_workspace,
         progress=not args.json,
         force=args.force,

@@ -8,12 +8,21 @@ Thin layer over core.sae.catalog (the one model catalogue) and core.sae.activati
 from __future__ import annotations
 
 import functools
+import sys
 from collections import OrderedDict
 
 import numpy as np
 
-from core.errors import InputError, NotFoundError
-from core.sae.catalog import ModelInfo, list_models, load_cached, open_model
+from core.errors import InputError, VoxSAEError
+from core.sae.catalog import (
+    ModelInfo,
+    ModelProblem,
+    get_model,
+    load_cached,
+    no_usable_model,
+    open_model,
+    scan_models,
+)
 from core.sae.catalog import check_latent as check_latent
 from core.workspace.workspace import Workspace
 
@@ -34,32 +43,89 @@ def check_compatible(ws: Workspace, model_ws: Workspace) -> None:
         )
 
 
-def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None = None) -> list[ModelRef]:
-    """Every SAE of `model_workspace` (default: `ws` itself), checked against `ws`."""
+def scan_model_refs(
+    ws: Workspace | str, model_workspace: Workspace | str | None = None
+) -> tuple[list[ModelRef], list[ModelProblem]]:
+    """(every SAE of `model_workspace` (default: `ws` itself) that loads, a ModelProblem for every
+    other model folder): the catalogue's checks (cfg.json, weights hash, input size) plus a load
+    of the weights (non-finite values, wrong shapes, an unknown architecture)."""
     ws = Workspace.of(ws)
     mws = ws if model_workspace is None else Workspace.of(model_workspace)
     check_compatible(ws, mws)
+    infos, problems = scan_models(mws)
     refs = []
-    for info in list_models(mws):
-        d_in = int(getattr(info, "d_in", 0) or 0)
-        if d_in and d_in != ws.dim:
-            raise InputError(
-                f"model {info.name} of workspace {mws.name} takes {d_in}-d inputs but workspace "
-                f"{ws.name} has {ws.dim}-d embeddings"
-            )
+    for info in infos:
+        try:
+            open_sae(info)
+        except VoxSAEError as exc:
+            problems.append(ModelProblem.of(info.path, exc))
+            continue
         refs.append(info)
+    return refs, problems
+
+
+def usable_model_refs(ws, model_workspace=None) -> tuple[list[ModelRef], list[ModelProblem]]:
+    """scan_model_refs, and InputError listing the model folders when there are some but none
+    is usable."""
+    refs, problems = scan_model_refs(ws, model_workspace)
+    if not refs and any(p.skipped for p in problems):
+        raise no_usable_model(Workspace.of(model_workspace or ws), problems)
+    return refs, problems
+
+
+def list_model_refs(ws: Workspace | str, model_workspace: Workspace | str | None = None) -> list[ModelRef]:
+    """Every usable SAE of `model_workspace` (default: `ws` itself), checked against `ws`;
+    InputError listing the model folders when there are some but none is usable."""
+    return usable_model_refs(ws, model_workspace)[0]
+
+
+def warn_unusable_models(
+    ws: Workspace | str, model_workspace: Workspace | str | None = None
+) -> list[ModelRef]:
+    """What a command calls first: the usable SAEs, after one `warning: ...` line on stderr per
+    model folder left out (or whose metrics are unreadable), saying why, and one naming the models
+    trained on other content than the workspace holds now; InputError listing the folders when
+    none is usable."""
+    refs, problems = usable_model_refs(ws, model_workspace)
+    for p in problems:
+        print(p.line(), file=sys.stderr, flush=True)
+    old = trained_elsewhere(Workspace.of(ws), refs)
+    if old:
+        print(
+            f"warning: model(s) {', '.join(old)} were trained on other content than workspace "
+            f"{Workspace.of(ws).name} holds now; their analyses are computed on the current content "
+            "(`python -m core train` retrains them)",
+            file=sys.stderr,
+            flush=True,
+        )
     return refs
 
 
+def trained_elsewhere(ws: Workspace, refs: list[ModelRef]) -> list[str]:
+    """The names of ws's own models (not another workspace's) trained on other content than ws
+    holds now (their recorded fingerprint differs)."""
+    return [
+        r.name
+        for r in refs
+        if r.workspace is not None
+        and r.workspace.root == ws.root
+        and r.fingerprint not in ("", ws.fingerprint)
+    ]
+
+
 def find_model(ws: Workspace | str, name: str, model_workspace=None) -> ModelRef:
-    refs = list_model_refs(ws, model_workspace)
-    for ref in refs:
-        if ref.name == name:
-            return ref
-    where = ws.name if model_workspace is None else Workspace.of(model_workspace).name
-    raise NotFoundError(
-        f"workspace {where}: no model {name!r} (models: {', '.join(r.name for r in refs) or 'none'})"
-    )
+    """Model `name` of `model_workspace` (default: `ws`); NotFoundError lists the models, InputError
+    says why a model folder of that name cannot be used."""
+    ws = Workspace.of(ws)
+    mws = ws if model_workspace is None else Workspace.of(model_workspace)
+    check_compatible(ws, mws)
+    info = get_model(mws, name)
+    try:
+        open_sae(info)
+    except VoxSAEError as exc:
+        reason = ModelProblem.of(info.path, exc).reason
+        raise InputError(f"workspace {mws.name}: model {name} cannot be used: {reason}") from None
+    return info
 
 
 def open_sae(ref: ModelRef):

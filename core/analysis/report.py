@@ -6,7 +6,8 @@ Tables III-IV and Figs. 5-6 (steering), label suggestions, and a check of the pa
 
 The HTML is self-contained and works offline: charts are inline SVG rendered with vl-convert
 (when installed), every chart's Vega-Lite spec is embedded as JSON, and every figure also has a
-plain HTML table. Runs `analyze` first (a no-op when its results are up to date).
+plain HTML table. Runs `analyze` first (a no-op when its results are up to date). Model folders
+that cannot be used are named on stderr and in the report's "Not analysed" section.
 
     report = build_report(ws)        # the dict written to report.json
     load_report(ws)                  # the stored report.json (None if never written)
@@ -181,6 +182,7 @@ def _py(v):
 def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> tuple[dict, dict]:
     """(report dict for report.json, chart objects by id). Runs `analyze` first when `run`."""
     from core.analysis.analyze import load_manifest, run_analyses
+    from core.analysis.models import scan_model_refs
     from core.analysis.suggestions import load_suggestions
 
     manifest = run_analyses(ws, progress=progress) if run else load_manifest(ws)
@@ -197,7 +199,8 @@ def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> t
         "paper_model": paper,
         "features": [],
         "skipped": manifest.get("skipped", [])
-        + [f"{f['attribute']}: {f.get('reason')}" for f in manifest["features"] if f["status"] != "done"],
+        + [f"{f['attribute']}: {f.get('reason')}" for f in manifest["features"] if f["status"] != "done"]
+        + [f"model {p.name}: {p.reason}" for p in scan_model_refs(ws)[1] if p.skipped],
     }
     charts: dict = {}
     for f in manifest["features"]:
@@ -503,8 +506,8 @@ def write_report(ws: Workspace, *, progress: bool = True) -> tuple[dict, str]:
     report, charts = build_report(ws, progress=progress)
     page = render_html(report, charts)
     inputs = report.pop(INPUTS)
-    report = ResultStore(ws).save_json("", REPORT_JSON.removesuffix(".json"), report, inputs)
     atomic.write_text(ws.analyses_dir / REPORT_HTML, page)
+    report = ResultStore(ws).save_json("", REPORT_JSON.removesuffix(".json"), report, inputs)
     return report, page
 
 
@@ -513,7 +516,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    from core.analysis.models import warn_unusable_models
+
     ws = Workspace.open(args.workspace)
+    warn_unusable_models(ws)
     report, _ = write_report(ws)
     for f in report["features"]:
         print(f"{f['attribute']}: {f['identification']['reading']}")

@@ -43,6 +43,20 @@ from core.workspace.workspace import Workspace
 DEFAULT_VALUE = 1.0  # the paper's a_phi
 
 
+def check_value(value) -> float:
+    """The steering value a (the paper's a_phi) as a float: a finite number > 0 (a number, or text
+    holding one); InputError naming what was given otherwise."""
+    try:
+        a = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        a = None
+    if isinstance(value, bool) or a is None or not np.isfinite(a) or a <= 0:
+        raise InputError(
+            f"steering value (--value) {value!r} is not a finite positive number (the paper's a_phi)"
+        )
+    return a
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
@@ -201,9 +215,7 @@ class SteeringSession:
             from core.errors import NotFoundError
 
             raise NotFoundError(f"model {self.model}: latent {latent} is out of range (0..{self.d_sae - 1})")
-        a = float(value)
-        if not np.isfinite(a) or a <= 0:
-            raise InputError(f"steering value must be a positive number (the paper's a_phi), got {value}")
+        a = check_value(value)
         target = np.where(self.y, -a, a)  # Eq. 1 for positives, Eq. 2 for negatives
         t = target - self.z[:, latent]  # change of v_phi
         w = self.w_dec[latent].astype(np.float64)
@@ -267,8 +279,15 @@ def steer_naive(
 
 
 # -- stored results --------------------------------------------------------------------------
+def _value_text(value: float) -> str:
+    """a as a file name part: short ('1', '0.5') when that is exact, else every digit, so two
+    values never share a stored result (a = 1.00000001 is not a = 1)."""
+    short = f"{float(value):g}"
+    return short if float(short) == float(value) else repr(float(value))
+
+
 def _result_name(model: str, latent: int, value: float) -> str:
-    return f"{model}-L{int(latent)}-a{float(value):g}"
+    return f"{model}-L{int(latent)}-a{_value_text(value)}"
 
 
 def run_steering(
@@ -283,14 +302,17 @@ def run_steering(
     model_workspace=None,
     save: bool = True,
 ) -> dict:
-    """Steer one model's latent (default: the identified one) and store summary + distributions."""
+    """Steer one model's latent (default: the identified one) and store summary + distributions.
+    Every argument is checked before anything is computed or written."""
     store = ResultStore(ws, model_workspace)
     ws = store.ws
-    ds = FeatureDataset.load_or_build(ws, attribute, positive, negatives)
     ref = find_model(ws, model, store.model_ws)
+    if latent is not None:
+        latent = check_latent(ref, latent)
+    value = check_value(value)
+    ds = FeatureDataset.load_or_build(ws, attribute, positive, negatives)
     if latent is None:
         latent = identified_latent(ws, ds, ref, model_workspace)
-    latent = check_latent(ref, latent)
     session = SteeringSession.build(ws, ref, ds)
     res = session.steer(latent, value)
     out = res.summary()
@@ -342,7 +364,7 @@ def load_steering(
     if latent is not None:
         return store.load_json(kind, _result_name(model, latent, value))
     folder = store.path(kind, "x").parent
-    pattern = f"{model}-L*-a{float(value):g}{store.suffix}.json"
+    pattern = f"{model}-L*-a{_value_text(value)}{store.suffix}.json"
     for path in sorted(folder.glob(pattern)):
         out = store.load_json(kind, path.name[: -len(store.suffix + ".json")])
         if out is not None:
@@ -353,10 +375,9 @@ def load_steering(
 def add_arguments(parser) -> None:
     datasets.add_dataset_arguments(parser)
     parser.add_argument("--model", required=True, help="model name, e.g. topk-L200-K20")
-    parser.add_argument("--latent", type=int, default=None, help="latent index (default: the identified one)")
-    parser.add_argument(
-        "--value", type=float, default=DEFAULT_VALUE, help="a_phi (default 1, as in the paper)"
-    )
+    # read as text and checked by run_steering, so a bad one is one `error: ...` line naming it
+    parser.add_argument("--latent", default=None, help="latent index (default: the identified one)")
+    parser.add_argument("--value", default=DEFAULT_VALUE, help="a_phi > 0 (default 1, as in the paper)")
 
 
 def main(args) -> int:

@@ -5,16 +5,28 @@ from, and a result whose inputs changed is never returned.
     store.save_json("identification", key, result, inputs=store.inputs(models, split=h))
     store.load_json("identification", key)               # None: missing, stale or corrupt
     store.load_json("identification", key, inputs=...)   # also None when the inputs differ
+    segments_digest(ws)                                  # the segment table's part of the key
 
 Where: analyses/<kind>/<name><suffix>.json (or .parquet), the suffix '@W2' for the SAEs of
 another workspace (`--model-workspace`) so they sit beside the workspace's own.
 
-Freshness, checked on every load: the result records `inputs` = the workspace fingerprint (a
-hash of embeddings, segment ids and metadata), the version (weights hash) of every model it read,
-and whatever else its analysis names (dataset split hash, parameters). A load returns None when
-the workspace fingerprint differs, when any recorded model is gone or retrained, or (given
-`inputs`) when the content key differs. A corrupt file (not JSON / not Parquet) is treated as
-missing and said once on stderr, so the caller recomputes: one policy for every analysis.
+Freshness, checked on every load: the result records `inputs` = the workspace content (its
+fingerprint: a hash of the embeddings, segment ids and metadata values, written by
+Workspace.create together with the files; and `segments_digest`: the SHA-256 of
+segments.parquet, for what the fingerprint leaves out and the analyses still read: column names,
+which name the attributes, and `source`, which groups speaker-less rows in the feature split), the
+version (weights hash) of every model it read, and whatever else its analysis names (dataset
+split hash, parameters). A load returns None when the workspace content differs, when any
+recorded model is gone or retrained, or (given `inputs`) when the content key differs. A corrupt
+file (not JSON / not Parquet) is treated as missing and said once on stderr, so the caller
+recomputes: one policy for every analysis.
+
+Models of a changed workspace: a model records the fingerprint it was trained on
+(ModelInfo.fingerprint), and `train` retrains the grid when it differs. Until then the old models
+stay usable SAEs of the workspace (same embedder and dim, like `--model-workspace`), but every
+analysis of them is keyed on the workspace's new content and recomputed: nothing computed on the
+old rows is ever shown. The analysis commands say which models were trained on other content
+(core.analysis.models.warn_unusable_models).
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ from typing import Any
 import pandas as pd
 
 from core import atomic
-from core.sae.catalog import list_models
+from core.constants import SEGMENTS_PARQUET
+from core.sae.catalog import file_sha256, list_models
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -44,10 +57,22 @@ def content_key(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _warn_corrupt(path: Path, why: str) -> None:
+def segments_digest(ws: Workspace) -> str:
+    """SHA-256 (16 hex digits) of the workspace's segments.parquet, hashed once per opened
+    Workspace (so it describes the segment table that object reads)."""
+    digest = ws.__dict__.get("_voxsae_segments_digest")
+    if digest is None:
+        digest = file_sha256(ws.root / SEGMENTS_PARQUET)[:16]
+        ws.__dict__["_voxsae_segments_digest"] = digest
+    return digest
+
+
+def warn_corrupt(path: Path, why: str) -> None:
+    from tqdm import tqdm
+
     msg = f"warning: {path}: corrupt stored result ({why}); recomputing"
     log.warning(msg)
-    print(msg, file=sys.stderr, flush=True)
+    tqdm.write(msg, file=sys.stderr)  # on a line of its own, even while a progress bar is drawn
 
 
 class ResultStore:
@@ -65,9 +90,11 @@ class ResultStore:
 
     # -- what a result was computed from --------------------------------------------------------
     def inputs(self, models=(), **extra: Any) -> dict:
-        """The workspace fingerprint, {model: weights version} of `models`, and `extra`."""
+        """The workspace content (fingerprint, segments digest), {model: weights version} of
+        `models`, and `extra`."""
         return {
             "fingerprint": self.ws.fingerprint,
+            "segments": segments_digest(self.ws),
             "models": {m.name: m.version for m in models},
             **extra,
         }
@@ -78,6 +105,8 @@ class ResultStore:
         if inputs is not None:
             return stored.get(CONTENT_KEY) == content_key(inputs)
         if stored.get("fingerprint") != self.ws.fingerprint:
+            return False
+        if stored.get("segments") != segments_digest(self.ws):
             return False
         recorded = stored.get("models") or {}
         if recorded:
@@ -93,11 +122,11 @@ class ResultStore:
             return None
         try:
             out = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
-            _warn_corrupt(path, str(exc).splitlines()[0][:120])
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:
+            warn_corrupt(path, str(exc).splitlines()[0][:120] or type(exc).__name__)
             return None
         if not isinstance(out, dict):
-            _warn_corrupt(path, f"a JSON {type(out).__name__}, not an object")
+            warn_corrupt(path, f"a JSON {type(out).__name__}, not an object")
             return None
         return out
 
@@ -138,7 +167,7 @@ class ResultStore:
             table = pq.read_table(path)
             meta = json.loads((table.schema.metadata or {}).get(_PARQUET_META, b"{}"))
         except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError)
-            _warn_corrupt(path, str(exc).splitlines()[0][:120])
+            warn_corrupt(path, str(exc).splitlines()[0][:120])
             return None
         if not self._fresh(meta.get(INPUTS), inputs):
             return None

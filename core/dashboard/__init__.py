@@ -17,9 +17,9 @@ What the pages show, one module per concern:
 - `universality_view`: a latent's matches in the other SAEs it was compared with (stored
   `universality` results), for the latent page.
 
-Around them: `cache_keys` (what the pages' st.cache_* entries are keyed on: workspace
-fingerprint, model weights version, stored analyses' bytes), `cache` (the `dashboard-cache`
-command: latent index of every model + UMAP) and `chromium` (headless Chromium settings for the
+Around them: `cache_keys` (what the pages' st.cache_* entries are keyed on: workspace folder
+and content (fingerprint + segment table digest), model weights version, stored analyses'
+bytes), `cache` (the `dashboard-cache` command: latent index of every usable model + UMAP) and `chromium` (headless Chromium settings for the
 browser test and the speed bench).
 
 May import: every layer below (core.analysis, core.labels, core.sae, core.workspace, core.audio,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,13 @@ class LatentIndex:
 
 
 def index_dir(ws, model: ModelInfo) -> Path:
-    return ws.cache_dir / BROWSE_CACHE / f"{model.name}-{ws.fingerprint}-{model.version}"
+    """Where the index of `model` on what `ws` holds now is stored: keyed on the workspace content
+    (fingerprint: the embeddings encoded; segments digest: the attribute columns and their names
+    the latent table associates) and the model's weights."""
+    from core.analysis.store import segments_digest
+
+    content = f"{ws.fingerprint}-{segments_digest(ws)[:8]}"
+    return ws.cache_dir / BROWSE_CACHE / f"{model.name}-{content}-{model.version}"
 
 
 def _entries_from_sparse_codes(ws, model: str, d_sae: int, progress):
@@ -145,39 +152,68 @@ def build_index(
     stats = _latent_stats(ws, m.d_sae, indptr, rows_sorted, values_sorted, c_sorted=c_sorted)
     del c_sorted
     target = index_dir(ws, m)
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "indptr.npy", indptr)
-    np.save(tmp / "rows.npy", rows_sorted)
-    np.save(tmp / "values.npy", values_sorted)
-    stats.to_parquet(tmp / "stats.parquet", index=False)
-    atomic.write_json(tmp / "meta.json", {"model": model, "n_rows": n, "d_sae": m.d_sae})
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    staging = atomic.staging_dir(target.parent, target.name)
+    try:
+        try:
+            np.save(staging / "indptr.npy", indptr)
+            np.save(staging / "rows.npy", rows_sorted)
+            np.save(staging / "values.npy", values_sorted)
+            stats.to_parquet(staging / "stats.parquet", index=False)
+            atomic.write_json(staging / "meta.json", {"model": model, "n_rows": n, "d_sae": m.d_sae})
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except OSError as exc:
+            raise atomic.write_failure(target, exc) from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     if progress:
         progress(1.0, "done")
     return load_index(ws, model)
 
 
 def load_index(ws, model: str) -> LatentIndex | None:
-    """The stored index (memory-mapped), or None when it has not been built for this model/corpus."""
+    """The stored index (memory-mapped), or None when it has not been built for this model and
+    corpus, or when it is corrupt (said on stderr; building it again replaces it)."""
     m = get_model(ws, model)
     d = index_dir(ws, m)
     if not (d / "meta.json").is_file():
         return None
-    meta = json.loads((d / "meta.json").read_text())
-    return LatentIndex(
-        model=model,
-        n_rows=int(meta["n_rows"]),
-        d_sae=int(meta["d_sae"]),
-        indptr=np.load(d / "indptr.npy"),
-        rows=np.load(d / "rows.npy", mmap_mode="r"),
-        values=np.load(d / "values.npy", mmap_mode="r"),
-        stats=pd.read_parquet(d / "stats.parquet"),
-    )
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+        index = LatentIndex(
+            model=model,
+            n_rows=int(meta["n_rows"]),
+            d_sae=int(meta["d_sae"]),
+            indptr=np.load(d / "indptr.npy", allow_pickle=False),
+            rows=np.load(d / "rows.npy", mmap_mode="r", allow_pickle=False),
+            values=np.load(d / "values.npy", mmap_mode="r", allow_pickle=False),
+            stats=pd.read_parquet(d / "stats.parquet"),
+        )
+        _check_index(index, len(ws), m.d_sae)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        from core.analysis.store import warn_corrupt
+
+        warn_corrupt(d, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+        return None
+    return index
+
+
+def _check_index(index: LatentIndex, n_rows: int, d_sae: int) -> None:
+    """ValueError unless the index's arrays fit together and fit the workspace and the model."""
+    nnz = int(index.indptr[-1]) if index.indptr.size else -1
+    if index.n_rows != n_rows or index.d_sae != d_sae:
+        raise ValueError(f"built for {index.n_rows} rows x {index.d_sae} latents, not {n_rows} x {d_sae}")
+    if (
+        index.indptr.shape != (d_sae + 1,)
+        or index.indptr[0] != 0
+        or (np.diff(index.indptr) < 0).any()
+        or index.rows.shape != (nnz,)
+        or index.values.shape != (nnz,)
+        or len(index.stats) != d_sae
+    ):
+        raise ValueError("its arrays do not fit together (truncated or mixed files)")
 
 
 def ensure_index(ws, model: str, **kwargs) -> LatentIndex:

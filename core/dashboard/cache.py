@@ -1,6 +1,9 @@
 """`python -m core dashboard-cache`: precompute what the dashboard reads, each only when missing:
-the latent index of every model (core.dashboard.browse) and the 2-D UMAP map
-(core.dashboard.projection). `make demo` runs it before serving the dashboard."""
+the latent index of every usable model (core.dashboard.browse) and the 2-D UMAP map
+(core.dashboard.projection). `make demo` runs it before serving the dashboard. A model folder
+that cannot be used is named on stderr with the reason (one `warning: ...` line each); when none
+is usable the command fails with one error listing them. Each cached thing is keyed on the
+content it is computed from, so a changed corpus or model is computed anew."""
 
 from __future__ import annotations
 
@@ -14,14 +17,14 @@ def main(args) -> int:
     """Build every model's latent index and the UMAP map (each only when missing)."""
     from tqdm import tqdm
 
+    from core.analysis.models import warn_unusable_models
     from core.constants import DEFAULT_WORKSPACE
     from core.dashboard.browse import ensure_index
     from core.dashboard.projection import load_projection, projection_path
-    from core.sae.catalog import list_models
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(args.workspace or DEFAULT_WORKSPACE)
-    models = list_models(ws)
+    models = warn_unusable_models(ws)  # a model folder left out is named, with the reason
     for m in tqdm(models, desc="latent indexes", unit="model"):
         ensure_index(ws, m.name)
     print(f"latent indexes of {len(models)} model(s): {ws.cache_dir / 'browse'}")

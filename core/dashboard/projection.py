@@ -1,6 +1,7 @@
 """A 2-D UMAP of a workspace's embeddings, computed once and stored under cache/.
 
-The map is keyed by the workspace fingerprint, so a changed corpus gets a new one; pages only
+The map is keyed by the workspace fingerprint (a hash of the embeddings it is computed from, the
+segment ids and the metadata), so a changed corpus gets a new one; pages only
 ever *load* it (load_projection). It is computed by `python -m core dashboard-cache` (which
 `make demo` runs), or from the dashboard with an explicit button and a progress bar.
 Big workspaces are subsampled (seeded) to MAX_POINTS rows: the map is for looking, and a
@@ -37,15 +38,25 @@ def projection_path(ws) -> Path:
 
 
 def load_projection(ws) -> Projection | None:
-    """The stored map, or None when it has not been computed for this corpus."""
+    """The stored map, or None when it has not been computed for this corpus, or when the file is
+    corrupt (said on stderr; computing the map again replaces it)."""
     path = projection_path(ws)
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Projection(rows=z["rows"].astype(np.int64), coords=z["coords"].astype(np.float32))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: corrupt projection file ({exc}); delete it to recompute") from None
+            proj = Projection(rows=z["rows"].astype(np.int64), coords=z["coords"].astype(np.float32))
+        n = len(proj.rows)
+        if proj.coords.shape != (n, 2) or (n and not 0 <= proj.rows.min() <= proj.rows.max() < len(ws)):
+            raise ValueError(
+                f"{n} rows and coords of shape {proj.coords.shape} do not fit {len(ws)} segments"
+            )
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        from core.analysis.store import warn_corrupt
+
+        warn_corrupt(path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+        return None
+    return proj
 
 
 def sample_rows(n: int, max_points: int = MAX_POINTS, seed: int = SEED) -> np.ndarray:

@@ -14,6 +14,8 @@ corpus or a retrained model never reads a stale cache.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -100,10 +102,16 @@ def sparse_codes(ws: Workspace, model_name: str) -> tuple[np.ndarray, np.ndarray
         try:
             with np.load(path, allow_pickle=False) as f:
                 idx, val = f["indices"], f["values"]
-            if idx.shape[0] == len(ws) and idx.shape == val.shape:
-                return idx, val
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: recompute
+            if idx.ndim != 2 or idx.shape[0] != len(ws) or idx.shape != val.shape:
+                raise ValueError(f"shape {idx.shape} / {val.shape} for {len(ws)} rows")
+            if idx.size and not 0 <= idx.min() <= idx.max() < info.d_sae:
+                raise ValueError(f"latent ids outside 0..{info.d_sae - 1}")
+            return idx, val
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # unreadable cache: say it, recompute
+            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            from tqdm import tqdm  # its write keeps the line apart from a progress bar being drawn
+
+            tqdm.write(f"warning: {path}: corrupt cached activations ({why}); recomputing", file=sys.stderr)
     x = np.asarray(ws.embeddings)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():

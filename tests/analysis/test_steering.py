@@ -99,3 +99,15 @@ def test_bad_latent_model_and_value(ws, capsys):
         ]
     )
     assert rc == 2 and "out of range" in capsys.readouterr().err
+
+
+def test_close_values_never_share_a_stored_result(ws):
+    from core.analysis.steering import load_steering
+
+    one = run_steering(ws, "language", "es", model="topk-L6-K2", latent=0, value=1.0)
+    near = run_steering(ws, "language", "es", model="topk-L6-K2", latent=0, value=1.00000001)
+    assert (
+        load_steering(ws, "language", "es", "topk-L6-K2", latent=0, value=1.0)["value"] == one["value"] == 1.0
+    )
+    got = load_steering(ws, "language", "es", "topk-L6-K2", latent=0, value=1.00000001)
+    assert got["value"] == near["value"] == 1.00000001

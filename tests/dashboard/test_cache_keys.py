@@ -22,8 +22,21 @@ def ws(tmp_path, make_workspace):
     return make_workspace(tmp_path / "ws", np.random.default_rng(0).standard_normal((N, D_IN)))
 
 
-def test_workspace_key_is_its_fingerprint(ws):
-    assert cache_keys.workspace_key(str(ws.root)) == ws.fingerprint
+def test_workspace_key_is_its_folder_fingerprint_and_segment_table(ws):
+    from core.analysis.store import segments_digest
+    from core.workspace.workspace import Workspace
+
+    key = cache_keys.workspace_key(str(ws.root))
+    assert (
+        key
+        == f"{ws.root}@{ws.fingerprint}-{segments_digest(ws)}"
+        == f"{ws.root}@{cache_keys.content_key(ws)}"
+    )
+    # only the segment table's `source` changes: the fingerprint stays, the key does not
+    seg = ws.segments.assign(source="other.wav")
+    moved = Workspace.create(ws.root, seg, np.asarray(ws.embeddings), embedder="x", sample_rate=0)
+    assert moved.fingerprint == ws.fingerprint
+    assert cache_keys.workspace_key(str(ws.root)) not in (key, "")
     with pytest.raises(NotFoundError):
         cache_keys.workspace_key(str(ws.root.parent / "nope"))
 

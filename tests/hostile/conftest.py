@@ -1,5 +1,6 @@
-"""Fixtures of the hostile-input suite: a trained workspace copied fresh into each test's own
-VOXSAE_DATA, its metadata as a CSV, and a tmpfs to fill up or make read-only."""
+"""Fixtures of the hostile-input suite: a trained workspace (and one with every analysis stored)
+copied fresh into each test's own VOXSAE_DATA, its metadata as a CSV, and a tmpfs to fill up or
+make read-only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_harness import small_disk
+from hostile_harness import run_cli, small_disk
 
 WORKSPACE = "w"
 """Name of the trained workspace each test gets in its data root."""
@@ -47,6 +48,31 @@ def trained_ws(_trained_template, data_root) -> Path:
     dest = data_root / WORKSPACE
     shutil.copytree(_trained_template, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def _analysed_template(_trained_template, tmp_path_factory) -> Path:
+    """Once per test process: the trained workspace after `analyze` and `dashboard-cache --no-umap`
+    (every analysis result, the activations and the latent indexes stored)."""
+    import os
+
+    root = tmp_path_factory.mktemp("hostile_analysed")
+    shutil.copytree(_trained_template, root / WORKSPACE)
+    old = os.environ.get("VOXSAE_DATA")
+    os.environ["VOXSAE_DATA"] = str(root)
+    try:
+        for argv in (("analyze",), ("dashboard-cache", "--no-umap")):
+            out = run_cli(*argv, "--workspace", WORKSPACE)
+            assert out.rc == 0, out
+    finally:
+        os.environ["VOXSAE_DATA"] = old or ""
+    return root / WORKSPACE
+
+
+@pytest.fixture
+def analysed_ws(_analysed_template, data_root) -> Path:
+    """A fresh copy of the analysed workspace at VOXSAE_DATA/w."""
+    return Path(shutil.copytree(_analysed_template, data_root / WORKSPACE))
 
 
 @pytest.fixture

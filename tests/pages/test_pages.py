@@ -341,3 +341,36 @@ def test_a_link_with_a_density_that_is_not_a_percentage_says_so(ws, value):
     at = app("latents", min_density=value)
     assert any("is not a percentage; showing every density" in w.value for w in at.warning)
     assert len(at.dataframe[0].value) > 0  # the list, not an empty filter
+
+
+def test_unusable_models_are_named_with_their_reason(ws):
+    """The model picker never drops a model silently (the Trust issue, item 8): a model folder that
+    cannot be used gets a visible warning naming it and why and is not offered; one whose
+    metrics.json is corrupt stays offered, with a warning that its metrics are not shown."""
+    models = ws.models_dir
+    saved = {
+        p: p.read_bytes()
+        for p in (models / "topk-L16-K2" / "cfg.json", models / "topk-L32-K2" / "metrics.json")
+    }
+    weights = models / "topk-L16-K4" / "sae_weights.safetensors"
+    saved[weights] = weights.read_bytes()
+    try:
+        (models / "topk-L16-K2" / "cfg.json").write_text("[]")
+        (models / "topk-L32-K2" / "metrics.json").write_text("{nmse: 0.1")
+        weights.write_bytes(saved[weights][:200])  # truncated
+        at = app()
+        warnings = sorted(w.value for w in at.sidebar.warning)
+        assert warnings == [
+            "model topk-L16-K2 skipped: cfg.json: corrupt SAE config (a JSON list, not an object)",
+            "model topk-L16-K4 skipped: sae_weights.safetensors: weights do not match cfg.json "
+            "(truncated, corrupt or from another model)",
+            "model topk-L32-K2: metrics.json: corrupt metrics (not JSON: Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1)); its training metrics are not shown",
+        ]
+        assert at.selectbox(key="_w_model").options == ["topk-L32-K2", "topk-L32-K4"]
+        table = at.dataframe[0].value
+        assert list(table["model"]) == ["topk-L32-K2", "topk-L32-K4"]
+        assert table["nmse"].isna().tolist() == [True, False]  # its metrics are not shown, the model is
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)
