@@ -51,8 +51,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse's refusals (an unknown flag, a value of the wrong type) as one `error:` line like
+    every other refusal, instead of a usage block; `--help` still prints the usage."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="python -m core",
         description="VoxSAE: sparse autoencoders on speaker embeddings.",
     )
