@@ -18,6 +18,9 @@
   function of (seed, epoch), so a resumed run follows the uninterrupted one.
 * Cached: a model whose folder records the same workspace fingerprint and training key is not
   retrained; a rerun with nothing changed trains nothing.
+* Refused up front, one `error:` line each: a flag that is not a number or is out of range (every
+  float finite: `--lr nan`, `--seed -1`, `--max-epochs 0`, core.training.config) and K at or
+  above the latent dim (naming the model).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,7 +43,7 @@ from core.sae.catalog import list_models, read_cfg
 from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
 from core.training import state as state_file
-from core.training.config import TrainConfig, TrainResult
+from core.training.config import TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
     NamedStack,
     RunState,
@@ -80,22 +85,25 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
             f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
         )
     specs = []
-    for arch in cfg.archs:
+    for arch in dict.fromkeys(cfg.archs):  # a value given twice (--latents 8,8) is one model
         impl = ARCHITECTURES[arch]
         options = {k: v for k, v in cfg.sae_options.items() if k in impl.options}
-        for d_sae in cfg.latents:
-            for k in cfg.ks if impl.uses_k else [None]:
+        for d_sae in dict.fromkeys(cfg.latents):
+            for k in dict.fromkeys(cfg.ks) if impl.uses_k else [None]:
                 name = model_name(arch, d_sae, k)
-                sae_cfg = SAEConfig(
-                    architecture=arch,
-                    d_in=ws.dim,
-                    d_sae=d_sae,
-                    k=k,
-                    l1_coefficient=cfg.l1_coefficient,
-                    auxk_coefficient=cfg.auxk_coefficient,
-                    seed=derived_seed(cfg.seed, name),
-                    options=options,
-                )
+                try:
+                    sae_cfg = SAEConfig(
+                        architecture=arch,
+                        d_in=ws.dim,
+                        d_sae=d_sae,
+                        k=k,
+                        l1_coefficient=cfg.l1_coefficient,
+                        auxk_coefficient=cfg.auxk_coefficient,
+                        seed=derived_seed(cfg.seed, name),
+                        options=options,
+                    )
+                except InputError as exc:
+                    raise InputError(f"{name}: {exc}") from None
                 key = _hash(
                     {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
                 )
@@ -179,6 +187,10 @@ def train_grid(
     as if the process had been killed right after a checkpoint.
     """
     cfg = cfg or TrainConfig()
+    if not (math.isfinite(checkpoint_every_s) and checkpoint_every_s >= 0):  # NaN: never checkpoint
+        raise InputError(
+            f"--checkpoint-every {checkpoint_every_s!r}: must be a finite number of seconds >= 0"
+        )
     device = resolve_device(cfg.device)
     specs = grid_specs(ws, cfg)
     by_name = {s.name: s for s in specs}
@@ -276,13 +288,43 @@ def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def _int_list(text: str) -> tuple[int, ...]:
+# Numbers and lists are parsed here, not by argparse: its refusal is a usage block ending in
+# "python -m core train: error: ...", where every bad input should be one `error: ...` line.
+NUMBER_FLAGS: dict[str, tuple[type, str]] = {
+    "epochs": (int, "exactly N epochs (no early stop)"),
+    "max_epochs": (int, "epoch cap with early stop (default {})"),
+    "batch_size": (int, "samples per step (default {})"),
+    "lr": (float, "Adam learning rate (default {})"),
+    "seed": (int, "seed of the split, data order and initialisation (default {})"),
+    "l1_coefficient": (float, "L1 coefficient (relu; default {})"),
+}
+"""TrainConfig fields set by a flag of their own (core.training.config.FLAGS) -> (type, help)."""
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _number(flag: str, text: str | None, kind: type) -> Any:
+    """The value of a numeric flag (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: not {'an integer' if kind is int else 'a number'}") from None
+
+
+def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+    """'100,200' -> (100, 200) (None when not given)."""
+    if text is None:
+        return None
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        vals = ()
     if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+        raise InputError(f"{flag} {text!r}: expected comma-separated positive integers")
     return vals
 
 
@@ -301,45 +343,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", default="topk", help=f"architecture(s), comma-separated: {','.join(ARCHITECTURES)}"
     )
-    parser.add_argument("--latents", type=_int_list, default=d.latents, help="latent dims (default 100..600)")
-    parser.add_argument("--k", type=_int_list, default=d.ks, help="K values (default 5..35)")
-    parser.add_argument("--epochs", type=int, default=None, help="exactly N epochs (no early stop)")
-    parser.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epoch cap with early stop")
+    parser.add_argument("--latents", help="latent dims, comma-separated (default 100..600)")
+    parser.add_argument("--k", help="K values, comma-separated (default 5..35)")
+    for name, (_, help_text) in NUMBER_FLAGS.items():
+        flag = flag_of(name)
+        parser.add_argument(flag, dest=_dest(flag), help=help_text.format(getattr(d, name)))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--l1", type=float, default=d.l1_coefficient, help="L1 coefficient (relu)")
     for name, help_text in _option_names().items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=help_text)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--checkpoint-every", type=float, default=60.0, help="seconds between training-state checkpoints"
-    )
+        parser.add_argument(option_flag(name), dest=name, help=help_text)
+    parser.add_argument("--threads", help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--checkpoint-every", help="seconds between training-state checkpoints (default 60)")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.batch_size < 1 or args.lr <= 0:
-        raise InputError("--batch-size must be >= 1 and --lr > 0")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    ws = Workspace.open(args.workspace)
-    same_name = ("epochs", "max_epochs", "batch_size", "lr", "seed", "device")
+    given = {
+        "latents": _int_list("--latents", args.latents),
+        "ks": _int_list("--k", args.k),
+        **{
+            name: _number(flag_of(name), getattr(args, _dest(flag_of(name))), kind)
+            for name, (kind, _) in NUMBER_FLAGS.items()
+        },
+    }
+    options = {n: _number(option_flag(n), getattr(args, n), float) for n in _option_names()}
+    threads = _number("--threads", args.threads, int)
+    checkpoint_every = _number("--checkpoint-every", args.checkpoint_every, float)
     cfg = TrainConfig(
         archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
-        latents=tuple(args.latents),
-        ks=tuple(args.k),
-        l1_coefficient=args.l1,
-        sae_options={n: v for n in _option_names() if (v := getattr(args, n)) is not None},
-        **{name: getattr(args, name) for name in same_name},
+        device=args.device,
+        sae_options={n: v for n, v in options.items() if v is not None},
+        **{name: v for name, v in given.items() if v is not None},
     )
-    res = train_grid(ws, cfg, checkpoint_every_s=args.checkpoint_every)
+    if threads is not None:
+        cpus = os.cpu_count() or 1
+        if not 1 <= threads <= cpus:  # torch takes 100000 and segfaults in the first matmul
+            raise InputError(
+                f"--threads {threads}: must be an integer from 1 to {cpus} (the CPUs of this machine)"
+            )
+        torch.set_num_threads(threads)
+    ws = Workspace.open(args.workspace)
+    res = train_grid(ws, cfg, checkpoint_every_s=60.0 if checkpoint_every is None else checkpoint_every)
     print(
         f"trained {len(res.trained)} model(s), {len(res.cached)} already up to date; models in {ws.models_dir}"
     )
