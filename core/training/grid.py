@@ -15,12 +15,17 @@
 * Resumable: the whole training state (core.training.state) is one safetensors file under
   cache/training/, written atomically every `checkpoint_every_s` seconds and at each epoch end.
   Running the same command after a crash (kill -9) continues from it; the data order is a pure
-  function of (seed, epoch), so a resumed run follows the uninterrupted one.
+  function of (seed, epoch), so a resumed run follows the uninterrupted one byte for byte, and
+  the same data + seed + thread count give bit-identical models (tests/training/test_reproducible.py).
 * Cached: a model whose folder records the same workspace fingerprint and training key is not
   retrained; a rerun with nothing changed trains nothing.
 * Refused up front, one `error:` line each: a flag that is not a number or is out of range (every
-  float finite: `--lr nan`, `--seed -1`, `--max-epochs 0`, core.training.config) and K at or
-  above the latent dim (naming the model).
+  float finite: `--lr nan`, `--seed -1`, `--max-epochs 0`, core.training.config), K at or above
+  the latent dim (naming the model), embeddings whose squared distances overflow float32, and a
+  grid that needs more memory than is free (core.training.memory: the GB and the biggest model).
+* A model whose loss or weights turn non-finite stops alone (core.training.trainer), is never
+  saved or checkpointed; the rest of the grid finishes and is saved, then the command fails
+  naming each diverged model with the epoch and step. What models/ held stays as it was.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
 from core.sae.catalog import list_models, read_cfg
 from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
+from core.training import memory
 from core.training import state as state_file
 from core.training.config import TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
@@ -138,19 +144,37 @@ def training_rows(ws: Workspace) -> np.ndarray:
     return np.arange(len(seg))
 
 
+SQUARED_NORM_LIMIT = float(np.finfo(np.float32).max) / 4
+"""Largest squared norm of a training row: the squared distance between two rows (a
+reconstruction error) can be 4x a row's own, and must stay within float32."""
+
+
 def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, float32 [n, dim]) of the training rows; NaN/inf rows raise InputError naming the segment."""
+    """(rows, float32 [n, dim]) of the training rows. Rows with NaN or inf, or so large that
+    squared distances overflow float32 (embeddings near 1e38: the workspace accepts them, training
+    would silently turn NaN), raise InputError naming the first segment."""
     rows = training_rows(ws)
     x = np.asarray(ws.embeddings[rows], dtype=np.float32)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
-        bad = rows[np.flatnonzero(~finite)]
-        sid = ws.segments["segment_id"].iloc[int(bad[0])]
+        n, first = _first_row(ws, rows, ~finite)
+        raise InputError(f"workspace {ws.name}: {n} embedding row(s) contain NaN or inf ({first})")
+    too_large = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)) > SQUARED_NORM_LIMIT
+    if too_large.any():
+        n, first = _first_row(ws, rows, too_large)
         raise InputError(
-            f"workspace {ws.name}: {bad.size} embedding row(s) contain NaN or inf "
-            f"(first: row {int(bad[0])}, segment {sid})"
+            f"workspace {ws.name}: {n} embedding row(s) are too large to train on ({first}; largest "
+            f"|value| {np.abs(x).max():.3g}): squared distances between them overflow float32; "
+            "rescale the embeddings"
         )
     return rows, x
+
+
+def _first_row(ws: Workspace, rows: np.ndarray, mask: np.ndarray) -> tuple[int, str]:
+    """(how many training rows `mask` marks, 'first: row 17, segment s000017')."""
+    bad = rows[np.flatnonzero(mask)]
+    sid = ws.segments["segment_id"].iloc[int(bad[0])]
+    return bad.size, f"first: row {int(bad[0])}, segment {sid}"
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +235,13 @@ def train_grid(
     def cfg_of(name: str) -> SAEConfig:
         return dataclasses.replace(by_name[name].cfg, dead_after_samples=dead_after)
 
+    todo = [s for s in specs if not _is_cached(ws, s)]
+    if todo:  # before a single stack is allocated, a resumed one included
+        names = [s.name for s in todo]
+        need = memory.grid_estimate(
+            [cfg_of(n) for n in names], names, batch=batch, n_train=n_train, n_val=len(va_idx)
+        )
+        memory.check_fits(need, device)
     resumed = state_file.load_state(state_path, run_key, cfg_of, device)
     if resumed is not None:
         groups, run, extra = resumed
@@ -218,7 +249,6 @@ def train_grid(
         if progress:
             print(f"resuming training from epoch {run.epoch + 1}, step {run.step}", flush=True)
     else:
-        todo = [s for s in specs if not _is_cached(ws, s)]
         cached = [s.name for s in specs if s not in todo]
         if not todo:
             if progress:
@@ -252,27 +282,48 @@ def train_grid(
         stop_after_steps=stop_after_steps,
         progress=progress,
     )
-    if state_path.exists():
+    if state_path.exists():  # the run is over: a rerun trains a failed model afresh, never from NaN
         state_path.unlink()
+    if run.failed:
+        raise InputError(_diverged(run, cfg))
     return TrainResult(run.trained, cached, state_path)
+
+
+def _diverged(run: RunState, cfg: TrainConfig) -> str:
+    """The one line for the models that turned non-finite: which, when, what to try, what was saved."""
+    what = "; ".join(f"{name}: {why}" for name, why in run.failed.items())
+    saved = (
+        f"; {len(run.trained)} other model(s) trained and saved: {', '.join(run.trained)}"
+        if run.trained
+        else ""
+    )
+    return (
+        f"{len(run.failed)} model(s) diverged and were not saved (what models/ held is kept): {what}. "
+        f"Try a smaller --lr (this run: {cfg.lr:g}) or other architecture options, or rescale the "
+        f"embeddings{saved}"
+    )
 
 
 def _new_stacks(
     cfgs: list[SAEConfig], names: list[str], x_train: torch.Tensor, scale: float, seed: int
 ) -> list[NamedStack]:
     """Freshly initialised models (b_dec at the geometric median of up to 20,000 training rows),
-    one stack per (architecture, latent dim)."""
+    one stack per (architecture, latent dim). One stack's single SAEs exist at a time (what
+    core.training.memory counts)."""
     sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:20_000]]
     b_dec0 = geometric_median(sample.cpu())
-    stacks: dict[tuple[str, int], list[tuple[str, SAE]]] = {}
+    groups: dict[tuple[str, int], list[tuple[str, SAEConfig]]] = {}
     for c, name in zip(cfgs, names, strict=True):
-        sae = create_sae(c)
-        sae.init_weights(b_dec0, data_scale=scale)
-        stacks.setdefault((c.architecture, c.d_sae), []).append((name, sae.to(x_train.device)))
-    return [
-        NamedStack(SAEStack.from_saes([sae for _, sae in g]), [name for name, _ in g])
-        for g in stacks.values()
-    ]
+        groups.setdefault((c.architecture, c.d_sae), []).append((name, c))
+    out = []
+    for group in groups.values():
+        saes = []
+        for _, c in group:
+            sae = create_sae(c)
+            sae.init_weights(b_dec0, data_scale=scale)
+            saes.append(sae.to(x_train.device))
+        out.append(NamedStack(SAEStack.from_saes(saes), [name for name, _ in group]))
+    return out
 
 
 def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
