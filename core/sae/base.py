@@ -6,8 +6,10 @@ core/sae/__init__.py's ARCHITECTURES; nothing else in core knows architectures b
 carries:
 
 * config: `uses_k` (a K per model, in its name and validation), `uses_auxk` (OpenAI's AuxK loss on
-  dead latents), `options` (its own hyper-parameters with their defaults, kept in
-  SAEConfig.options and flattened into cfg.json's config) and `check_config`;
+  dead latents), `options` (its own hyper-parameters with their defaults and smallest values,
+  kept in SAEConfig.options and flattened into cfg.json's config; every value must be finite)
+  and `check_config`;
+* memory: `activation_bytes` (what a batch costs per latent, for the grid's memory estimate);
 * inference: `activate` (pre-activations -> latents), `register_extra` / `init_weights` for
   parameters beyond W_enc, b_enc, W_dec, b_dec;
 * the checkpoint: `saelens_architecture`, `saelens_cfg`, `extra_tensor_shapes`,
@@ -38,11 +40,33 @@ if TYPE_CHECKING:
     from core.sae.stack import SAEStack
 
 
+def number_problem(value: Any, minimum: float = -math.inf, strict: bool = False) -> str | None:
+    """Why `value` is not an allowed hyper-parameter value ("must be a finite number > 0"), or
+    None when it is: every float setting must be finite (a NaN learning rate trains a NaN model
+    that looks finished) and at least `minimum` (above it when `strict`)."""
+    bound = "" if minimum == -math.inf else f" {'>' if strict else '>='} {minimum:g}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return f"must be a finite number{bound}"
+    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
+        return f"must be a finite number{bound}"
+    return None
+
+
 class Option(NamedTuple):
     """One architecture-specific hyper-parameter (SAE.options)."""
 
     default: float
     help: str
+    minimum: float = -math.inf
+    """Smallest allowed value (every value must also be finite)."""
+    strict: bool = False
+    """The value must lie above `minimum`, not at it."""
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed for this option, or None."""
+        return number_problem(value, self.minimum, self.strict)
 
 
 @dataclass
@@ -89,6 +113,14 @@ class SAEConfig:
         ARCHITECTURES[self.architecture].check_config(self)
         if self.dead_after_samples < 1:
             raise InputError(f"dead_after_samples must be >= 1, got {self.dead_after_samples}")
+        for name in ("l1_coefficient", "auxk_coefficient"):
+            why = number_problem(getattr(self, name), 0.0)
+            if why:
+                raise InputError(f"{self.architecture} SAE {name}={getattr(self, name)!r}: {why}")
+        if not 0 < self.threshold_momentum <= 1:  # NaN fails this too
+            raise InputError(
+                f"{self.architecture} SAE threshold_momentum={self.threshold_momentum!r}: must be in (0, 1]"
+            )
 
     @property
     def auxk_latents(self) -> int:
@@ -202,8 +234,12 @@ class SAE(nn.Module):
     uses_auxk: ClassVar[bool] = True
     """Trained with the AuxK loss (dead latents reconstruct the residual)."""
     options: ClassVar[dict[str, Option]] = {}
-    """The architecture's own hyper-parameters: name -> (default, help). Kept in SAEConfig.options;
-    the `train` command offers each as --NAME (underscores as dashes)."""
+    """The architecture's own hyper-parameters: name -> (default, help, smallest value). Kept in
+    SAEConfig.options; the `train` command offers each as --NAME (underscores as dashes)."""
+    activation_bytes: ClassVar[tuple[float, float]] = (24.0, 18.0)
+    """Bytes per (sample, latent) a stack of this architecture holds at the peak of a training step
+    and of an inference pass (pre-activations, latents, gates, gradients), measured with
+    psutil on CPU: core.training.memory estimates a grid's memory from them before allocating."""
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -235,6 +271,10 @@ class SAE(nn.Module):
         if unknown:
             known = ", ".join(cls.options) or "none"
             raise InputError(f"{cfg.architecture} SAE has no option {sorted(unknown)} (its options: {known})")
+        for name, value in cfg.options.items():
+            why = cls.options[name].problem(value)
+            if why:
+                raise InputError(f"{cfg.architecture} SAE option {name}={value!r}: {why}")
         cfg.options = {name: float(cfg.options.get(name, opt.default)) for name, opt in cls.options.items()}
 
     # -- initialisation ---------------------------------------------------------------------

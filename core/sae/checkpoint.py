@@ -8,7 +8,8 @@ live under cfg["voxsae"]: the SAEConfig, the workspace fingerprint and embedder,
 of the weights file, which `load_sae` checks - a truncated or swapped weights file is refused.
 
 A model folder is written into a staging folder and renamed into place, each file atomically, so a
-crash leaves the old model, the new one, or none - never a mix. Nothing here ever unpickles.
+crash leaves the old model, the new one, or none - never a mix; a model whose weights are not
+finite is never written. Nothing here ever unpickles.
 """
 
 from __future__ import annotations
@@ -91,16 +92,32 @@ def save_sae(
     info: dict[str, Any] | None = None,
 ) -> Path:
     """Write `sae` to model_dir (replacing it as a whole). `info` adds our fields to cfg["voxsae"]
-    (workspace fingerprint, embedder, training key ...). Returns the folder."""
+    (workspace fingerprint, embedder, training key ...). Returns the folder.
+
+    A model whose tensors are not all finite is refused (InputError) and model_dir left as it
+    was: training stops a diverging model itself, this is the last line of defence that no NaN
+    model ever replaces a good one."""
     model_dir = Path(model_dir)
-    weights = st_save(sae_tensors(sae), metadata={"format": "pt"})
+    tensors = sae_tensors(sae)
+    bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(
+            f"{model_dir}: not saved, the model's weights are not finite (NaN or inf in {', '.join(bad)}); "
+            "what the folder held is kept"
+        )
+    weights = st_save(tensors, metadata={"format": "pt"})
     cfg = build_cfg(sae, _sha256(weights), info)
     staging = atomic.staging_dir(model_dir.parent, model_dir.name)
     try:
-        atomic.write_bytes(staging / SAE_WEIGHTS_SAFETENSORS, weights)
-        if metrics is not None:
-            atomic.write_json(staging / SAE_METRICS_JSON, metrics)
-        atomic.write_json(staging / SAE_CFG_JSON, cfg)  # last: its presence marks a complete folder
+        try:
+            atomic.write_bytes(staging / SAE_WEIGHTS_SAFETENSORS, weights)
+            if metrics is not None:
+                atomic.write_json(staging / SAE_METRICS_JSON, metrics)
+            atomic.write_json(staging / SAE_CFG_JSON, cfg)  # last: its presence marks a complete folder
+        except atomic.WriteError as exc:  # name the model asked for, not the hidden staging file
+            if isinstance(exc.__context__, OSError):  # what atomic met (it raises `from None`)
+                raise atomic.write_failure(model_dir, exc.__context__) from None
+            raise
         try:
             _swap_dir(staging, model_dir)
         except OSError as exc:
@@ -115,7 +132,12 @@ def _swap_dir(new: Path, target: Path) -> None:
     if target.exists():
         trash = atomic.staging_dir(target.parent, target.name, suffix=".old")
         os.replace(target, trash / "x")
-        os.replace(new, target)
+        try:
+            os.replace(new, target)
+        except OSError:  # put the old model back rather than leave none
+            os.replace(trash / "x", target)
+            shutil.rmtree(trash, ignore_errors=True)
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(new, target)

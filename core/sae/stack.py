@@ -139,6 +139,13 @@ class SAEStack(nn.Module):
                 raise ValueError(f"training state tensor {k} does not fit this stack")
             own[k].copy_(v)
 
+    @staticmethod
+    def model_axis(key: str) -> int | None:
+        """The model axis of state tensor `key` (W_enc and its Adam moments: 1), None for adam_step."""
+        if key == "adam_step":
+            return None
+        return 1 if key in ("W_enc", "adam_m_W_enc", "adam_v_W_enc") else 0
+
     @torch.no_grad()
     def select(self, keep: list[int]) -> SAEStack:
         """A stack of the models at positions `keep`, carrying parameters and optimiser state."""
@@ -146,12 +153,28 @@ class SAEStack(nn.Module):
         idx = torch.tensor(keep, device=self.W_enc.device)
         target = new.state_dict()
         for k, v in self.state_dict().items():
-            if k == "adam_step":
-                target[k].copy_(v)
-            else:
-                axis = 1 if k in ("W_enc", "adam_m_W_enc", "adam_v_W_enc") else 0
-                target[k].copy_(v.index_select(axis, idx))
+            axis = self.model_axis(k)
+            target[k].copy_(v if axis is None else v.index_select(axis, idx))
         return new
+
+    @torch.no_grad()
+    def nonfinite_tensors(self) -> list[list[str]]:
+        """Per model, the names of its state tensors (parameters, Adam moments, architecture
+        tensors) holding NaN or inf: a model with any is lost, whatever its loss says (a NaN
+        JumpReLU threshold gates every latent off and leaves the MSE finite)."""
+        bad: list[list[str]] = [[] for _ in range(self.M)]
+        checks = {}
+        for k, v in self.state_dict().items():
+            axis = self.model_axis(k)
+            if axis is not None and v.is_floating_point():
+                checks[k] = torch.isfinite(v.movedim(axis, 0).reshape(self.M, -1)).all(1)
+        if not checks:
+            return bad
+        finite = torch.stack(list(checks.values())).cpu()  # one device sync for all of them
+        for row, name in zip(finite, checks, strict=True):
+            for m in torch.nonzero(~row).flatten().tolist():
+                bad[m].append(name)
+        return bad
 
     # -- forward ----------------------------------------------------------------------------
     def pre_acts(self, x: Tensor) -> Tensor:

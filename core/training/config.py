@@ -1,4 +1,9 @@
-"""What a grid training run is asked to do (TrainConfig) and what it did (TrainResult)."""
+"""What a grid training run is asked to do (TrainConfig) and what it did (TrainResult).
+
+A TrainConfig checks itself when made: every number finite and in range, so a NaN learning rate
+or a zero epoch cap is refused before any data is read. Its errors name the `train` flag of the
+setting (`--lr nan: must be a finite number > 0`), or the field where there is no flag.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,34 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core.errors import InputError
+from core.sae import ARCHITECTURES
+from core.sae.base import number_problem
+
 PAPER_LATENTS = (100, 200, 300, 400, 500, 600)
 PAPER_KS = (5, 10, 15, 20, 25, 30, 35)
+MAX_SEED = 2**63 - 1
+"""Largest seed torch.Generator.manual_seed takes as a signed 64-bit value."""
+
+FLAGS = {
+    "lr": "--lr",
+    "l1_coefficient": "--l1",
+    "seed": "--seed",
+    "epochs": "--epochs",
+    "max_epochs": "--max-epochs",
+    "batch_size": "--batch-size",
+}
+"""The `train` flag of each TrainConfig field that has one (architecture options: --NAME)."""
+
+
+def flag_of(name: str) -> str:
+    """How an error names setting `name`: its train flag, else the field itself."""
+    return FLAGS.get(name, name)
+
+
+def option_flag(name: str) -> str:
+    """The train flag of architecture option `name` (underscores as dashes)."""
+    return f"--{name.replace('_', '-')}"
 
 
 @dataclass
@@ -48,6 +79,27 @@ class TrainConfig:
     architectures of the grid that have it; unset ones take the architecture's default. They
     enter the key through each model's SAE config."""
 
+    def __post_init__(self) -> None:
+        for name, minimum, strict in (
+            ("lr", 0.0, True),
+            ("l1_coefficient", 0.0, False),
+            ("auxk_coefficient", 0.0, False),
+            ("tol", 0.0, False),
+        ):
+            _refuse(flag_of(name), getattr(self, name), number_problem(getattr(self, name), minimum, strict))
+        for name in ("max_epochs", "batch_size", "patience") + (
+            ("epochs",) if self.epochs is not None else ()
+        ):
+            _refuse(flag_of(name), getattr(self, name), _integer_problem(getattr(self, name), 1))
+        _refuse("--seed", self.seed, _integer_problem(self.seed, 0, MAX_SEED))
+        vf = self.val_fraction
+        if not (isinstance(vf, (int, float)) and 0 < vf < 1):  # NaN fails this too
+            _refuse("val_fraction", vf, "must be a number between 0 and 1 (exclusive)")
+        for name, value in self.sae_options.items():
+            for impl in ARCHITECTURES.values():
+                if name in impl.options:
+                    _refuse(option_flag(name), value, impl.options[name].problem(value))
+
     def key_fields(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("archs", "latents", "ks", "device", "sae_options"):
@@ -62,3 +114,16 @@ class TrainResult(NamedTuple):
     """Models already up to date (not retrained)."""
     state_path: Path
     """The resumable training state file (gone once the run finished)."""
+
+
+def _integer_problem(value: Any, minimum: int, maximum: int | None = None) -> str | None:
+    """Why `value` is not an integer within [minimum, maximum], or None."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    if maximum is None:
+        return None if ok else f"must be an integer >= {minimum}"
+    return None if ok and value <= maximum else f"must be an integer from {minimum} to {maximum}"
+
+
+def _refuse(flag: str, value: Any, why: str | None) -> None:
+    if why:
+        raise InputError(f"{flag} {value!r}: {why}")

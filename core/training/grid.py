@@ -15,9 +15,17 @@
 * Resumable: the whole training state (core.training.state) is one safetensors file under
   cache/training/, written atomically every `checkpoint_every_s` seconds and at each epoch end.
   Running the same command after a crash (kill -9) continues from it; the data order is a pure
-  function of (seed, epoch), so a resumed run follows the uninterrupted one.
+  function of (seed, epoch), so a resumed run follows the uninterrupted one byte for byte, and
+  the same data + seed + thread count give bit-identical models (tests/training/test_reproducible.py).
 * Cached: a model whose folder records the same workspace fingerprint and training key is not
   retrained; a rerun with nothing changed trains nothing.
+* Refused up front, one `error:` line each: a flag that is not a number or is out of range (every
+  float finite: `--lr nan`, `--seed -1`, `--max-epochs 0`, core.training.config), K at or above
+  the latent dim (naming the model), embeddings whose squared distances overflow float32, and a
+  grid that needs more memory than is free (core.training.memory: the GB and the biggest model).
+* A model whose loss or weights turn non-finite stops alone (core.training.trainer), is never
+  saved or checkpointed; the rest of the grid finishes and is saved, then the command fails
+  naming each diverged model with the epoch and step. What models/ held stays as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,8 +47,9 @@ from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
 from core.sae.catalog import list_models, read_cfg
 from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
+from core.training import memory
 from core.training import state as state_file
-from core.training.config import TrainConfig, TrainResult
+from core.training.config import TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
     NamedStack,
     RunState,
@@ -80,22 +91,25 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
             f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
         )
     specs = []
-    for arch in cfg.archs:
+    for arch in dict.fromkeys(cfg.archs):  # a value given twice (--latents 8,8) is one model
         impl = ARCHITECTURES[arch]
         options = {k: v for k, v in cfg.sae_options.items() if k in impl.options}
-        for d_sae in cfg.latents:
-            for k in cfg.ks if impl.uses_k else [None]:
+        for d_sae in dict.fromkeys(cfg.latents):
+            for k in dict.fromkeys(cfg.ks) if impl.uses_k else [None]:
                 name = model_name(arch, d_sae, k)
-                sae_cfg = SAEConfig(
-                    architecture=arch,
-                    d_in=ws.dim,
-                    d_sae=d_sae,
-                    k=k,
-                    l1_coefficient=cfg.l1_coefficient,
-                    auxk_coefficient=cfg.auxk_coefficient,
-                    seed=derived_seed(cfg.seed, name),
-                    options=options,
-                )
+                try:
+                    sae_cfg = SAEConfig(
+                        architecture=arch,
+                        d_in=ws.dim,
+                        d_sae=d_sae,
+                        k=k,
+                        l1_coefficient=cfg.l1_coefficient,
+                        auxk_coefficient=cfg.auxk_coefficient,
+                        seed=derived_seed(cfg.seed, name),
+                        options=options,
+                    )
+                except InputError as exc:
+                    raise InputError(f"{name}: {exc}") from None
                 key = _hash(
                     {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
                 )
@@ -130,19 +144,37 @@ def training_rows(ws: Workspace) -> np.ndarray:
     return np.arange(len(seg))
 
 
+SQUARED_NORM_LIMIT = float(np.finfo(np.float32).max) / 4
+"""Largest squared norm of a training row: the squared distance between two rows (a
+reconstruction error) can be 4x a row's own, and must stay within float32."""
+
+
 def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, float32 [n, dim]) of the training rows; NaN/inf rows raise InputError naming the segment."""
+    """(rows, float32 [n, dim]) of the training rows. Rows with NaN or inf, or so large that
+    squared distances overflow float32 (embeddings near 1e38: the workspace accepts them, training
+    would silently turn NaN), raise InputError naming the first segment."""
     rows = training_rows(ws)
     x = np.asarray(ws.embeddings[rows], dtype=np.float32)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
-        bad = rows[np.flatnonzero(~finite)]
-        sid = ws.segments["segment_id"].iloc[int(bad[0])]
+        n, first = _first_row(ws, rows, ~finite)
+        raise InputError(f"workspace {ws.name}: {n} embedding row(s) contain NaN or inf ({first})")
+    too_large = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)) > SQUARED_NORM_LIMIT
+    if too_large.any():
+        n, first = _first_row(ws, rows, too_large)
         raise InputError(
-            f"workspace {ws.name}: {bad.size} embedding row(s) contain NaN or inf "
-            f"(first: row {int(bad[0])}, segment {sid})"
+            f"workspace {ws.name}: {n} embedding row(s) are too large to train on ({first}; largest "
+            f"|value| {np.abs(x).max():.3g}): squared distances between them overflow float32; "
+            "rescale the embeddings"
         )
     return rows, x
+
+
+def _first_row(ws: Workspace, rows: np.ndarray, mask: np.ndarray) -> tuple[int, str]:
+    """(how many training rows `mask` marks, 'first: row 17, segment s000017')."""
+    bad = rows[np.flatnonzero(mask)]
+    sid = ws.segments["segment_id"].iloc[int(bad[0])]
+    return bad.size, f"first: row {int(bad[0])}, segment {sid}"
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +211,10 @@ def train_grid(
     as if the process had been killed right after a checkpoint.
     """
     cfg = cfg or TrainConfig()
+    if not (math.isfinite(checkpoint_every_s) and checkpoint_every_s >= 0):  # NaN: never checkpoint
+        raise InputError(
+            f"--checkpoint-every {checkpoint_every_s!r}: must be a finite number of seconds >= 0"
+        )
     device = resolve_device(cfg.device)
     specs = grid_specs(ws, cfg)
     by_name = {s.name: s for s in specs}
@@ -199,6 +235,13 @@ def train_grid(
     def cfg_of(name: str) -> SAEConfig:
         return dataclasses.replace(by_name[name].cfg, dead_after_samples=dead_after)
 
+    todo = [s for s in specs if not _is_cached(ws, s)]
+    if todo:  # before a single stack is allocated, a resumed one included
+        names = [s.name for s in todo]
+        need = memory.grid_estimate(
+            [cfg_of(n) for n in names], names, batch=batch, n_train=n_train, n_val=len(va_idx)
+        )
+        memory.check_fits(need, device)
     resumed = state_file.load_state(state_path, run_key, cfg_of, device)
     if resumed is not None:
         groups, run, extra = resumed
@@ -206,7 +249,6 @@ def train_grid(
         if progress:
             print(f"resuming training from epoch {run.epoch + 1}, step {run.step}", flush=True)
     else:
-        todo = [s for s in specs if not _is_cached(ws, s)]
         cached = [s.name for s in specs if s not in todo]
         if not todo:
             if progress:
@@ -240,27 +282,48 @@ def train_grid(
         stop_after_steps=stop_after_steps,
         progress=progress,
     )
-    if state_path.exists():
+    if state_path.exists():  # the run is over: a rerun trains a failed model afresh, never from NaN
         state_path.unlink()
+    if run.failed:
+        raise InputError(_diverged(run, cfg))
     return TrainResult(run.trained, cached, state_path)
+
+
+def _diverged(run: RunState, cfg: TrainConfig) -> str:
+    """The one line for the models that turned non-finite: which, when, what to try, what was saved."""
+    what = "; ".join(f"{name}: {why}" for name, why in run.failed.items())
+    saved = (
+        f"; {len(run.trained)} other model(s) trained and saved: {', '.join(run.trained)}"
+        if run.trained
+        else ""
+    )
+    return (
+        f"{len(run.failed)} model(s) diverged and were not saved (what models/ held is kept): {what}. "
+        f"Try a smaller --lr (this run: {cfg.lr:g}) or other architecture options, or rescale the "
+        f"embeddings{saved}"
+    )
 
 
 def _new_stacks(
     cfgs: list[SAEConfig], names: list[str], x_train: torch.Tensor, scale: float, seed: int
 ) -> list[NamedStack]:
     """Freshly initialised models (b_dec at the geometric median of up to 20,000 training rows),
-    one stack per (architecture, latent dim)."""
+    one stack per (architecture, latent dim). One stack's single SAEs exist at a time (what
+    core.training.memory counts)."""
     sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:20_000]]
     b_dec0 = geometric_median(sample.cpu())
-    stacks: dict[tuple[str, int], list[tuple[str, SAE]]] = {}
+    groups: dict[tuple[str, int], list[tuple[str, SAEConfig]]] = {}
     for c, name in zip(cfgs, names, strict=True):
-        sae = create_sae(c)
-        sae.init_weights(b_dec0, data_scale=scale)
-        stacks.setdefault((c.architecture, c.d_sae), []).append((name, sae.to(x_train.device)))
-    return [
-        NamedStack(SAEStack.from_saes([sae for _, sae in g]), [name for name, _ in g])
-        for g in stacks.values()
-    ]
+        groups.setdefault((c.architecture, c.d_sae), []).append((name, c))
+    out = []
+    for group in groups.values():
+        saes = []
+        for _, c in group:
+            sae = create_sae(c)
+            sae.init_weights(b_dec0, data_scale=scale)
+            saes.append(sae.to(x_train.device))
+        out.append(NamedStack(SAEStack.from_saes(saes), [name for name, _ in group]))
+    return out
 
 
 def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
@@ -276,13 +339,43 @@ def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def _int_list(text: str) -> tuple[int, ...]:
+# Numbers and lists are parsed here, not by argparse: its refusal is a usage block ending in
+# "python -m core train: error: ...", where every bad input should be one `error: ...` line.
+NUMBER_FLAGS: dict[str, tuple[type, str]] = {
+    "epochs": (int, "exactly N epochs (no early stop)"),
+    "max_epochs": (int, "epoch cap with early stop (default {})"),
+    "batch_size": (int, "samples per step (default {})"),
+    "lr": (float, "Adam learning rate (default {})"),
+    "seed": (int, "seed of the split, data order and initialisation (default {})"),
+    "l1_coefficient": (float, "L1 coefficient (relu; default {})"),
+}
+"""TrainConfig fields set by a flag of their own (core.training.config.FLAGS) -> (type, help)."""
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _number(flag: str, text: str | None, kind: type) -> Any:
+    """The value of a numeric flag (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: not {'an integer' if kind is int else 'a number'}") from None
+
+
+def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+    """'100,200' -> (100, 200) (None when not given)."""
+    if text is None:
+        return None
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        vals = ()
     if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+        raise InputError(f"{flag} {text!r}: expected comma-separated positive integers")
     return vals
 
 
@@ -301,45 +394,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", default="topk", help=f"architecture(s), comma-separated: {','.join(ARCHITECTURES)}"
     )
-    parser.add_argument("--latents", type=_int_list, default=d.latents, help="latent dims (default 100..600)")
-    parser.add_argument("--k", type=_int_list, default=d.ks, help="K values (default 5..35)")
-    parser.add_argument("--epochs", type=int, default=None, help="exactly N epochs (no early stop)")
-    parser.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epoch cap with early stop")
+    parser.add_argument("--latents", help="latent dims, comma-separated (default 100..600)")
+    parser.add_argument("--k", help="K values, comma-separated (default 5..35)")
+    for name, (_, help_text) in NUMBER_FLAGS.items():
+        flag = flag_of(name)
+        parser.add_argument(flag, dest=_dest(flag), help=help_text.format(getattr(d, name)))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--l1", type=float, default=d.l1_coefficient, help="L1 coefficient (relu)")
     for name, help_text in _option_names().items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=help_text)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--checkpoint-every", type=float, default=60.0, help="seconds between training-state checkpoints"
-    )
+        parser.add_argument(option_flag(name), dest=name, help=help_text)
+    parser.add_argument("--threads", help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--checkpoint-every", help="seconds between training-state checkpoints (default 60)")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.batch_size < 1 or args.lr <= 0:
-        raise InputError("--batch-size must be >= 1 and --lr > 0")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    ws = Workspace.open(args.workspace)
-    same_name = ("epochs", "max_epochs", "batch_size", "lr", "seed", "device")
+    given = {
+        "latents": _int_list("--latents", args.latents),
+        "ks": _int_list("--k", args.k),
+        **{
+            name: _number(flag_of(name), getattr(args, _dest(flag_of(name))), kind)
+            for name, (kind, _) in NUMBER_FLAGS.items()
+        },
+    }
+    options = {n: _number(option_flag(n), getattr(args, n), float) for n in _option_names()}
+    threads = _number("--threads", args.threads, int)
+    checkpoint_every = _number("--checkpoint-every", args.checkpoint_every, float)
     cfg = TrainConfig(
         archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
-        latents=tuple(args.latents),
-        ks=tuple(args.k),
-        l1_coefficient=args.l1,
-        sae_options={n: v for n in _option_names() if (v := getattr(args, n)) is not None},
-        **{name: getattr(args, name) for name in same_name},
+        device=args.device,
+        sae_options={n: v for n, v in options.items() if v is not None},
+        **{name: v for name, v in given.items() if v is not None},
     )
-    res = train_grid(ws, cfg, checkpoint_every_s=args.checkpoint_every)
+    if threads is not None:
+        cpus = os.cpu_count() or 1
+        if not 1 <= threads <= cpus:  # torch takes 100000 and segfaults in the first matmul
+            raise InputError(
+                f"--threads {threads}: must be an integer from 1 to {cpus} (the CPUs of this machine)"
+            )
+        torch.set_num_threads(threads)
+    ws = Workspace.open(args.workspace)
+    res = train_grid(ws, cfg, checkpoint_every_s=60.0 if checkpoint_every is None else checkpoint_every)
     print(
         f"trained {len(res.trained)} model(s), {len(res.cached)} already up to date; models in {ws.models_dir}"
     )

@@ -3,7 +3,9 @@ Adam moments, dead-latent counters, architecture tensors) and, as JSON in its me
 run stood (core.training.trainer.RunState), the model names of each stack and the caller's extras.
 
 Written atomically (a crash leaves the previous state or the new one). A state that cannot be
-read, belongs to another run or does not fit the stacks it names is ignored: training restarts.
+read, belongs to another run, does not fit the stacks it names or holds a NaN or inf is ignored:
+training restarts (the trainer never checkpoints a non-finite model; RunState.failed says which
+models it stopped).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def load_state(
         return None
     if meta.get("run_key") != run_key:
         return None
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        return None  # a NaN model (a state from before training stopped diverging models): start afresh
     try:
         groups = []
         for i, names in enumerate(meta.pop("stacks")):
@@ -67,6 +71,7 @@ def load_state(
             step=int(meta.pop("step")),
             history={k: list(v) for k, v in meta.pop("history").items()},
             trained=list(meta.pop("trained")),
+            failed=dict(meta.pop("failed", {})),  # states written before failures were kept have none
         )
     except (KeyError, ValueError, TypeError, AttributeError):
         return None  # a state from other code or a damaged one: start afresh

@@ -14,7 +14,11 @@ checkpoints go is the caller's (core.training.grid wires a workspace in):
   reached the epoch cap leaves its stack and goes to `on_finished(name, sae, metrics)`;
 * `on_checkpoint(groups, state)` is called every `checkpoint_every_s` seconds within an epoch and
   after each epoch while models remain: with the stacks' tensors, the RunState is all a resumed
-  run needs.
+  run needs;
+* a model whose training loss turns NaN or inf (checked after every step), whose tensors do
+  (checked before every checkpoint and validation) or whose validation NMSE does leaves its stack
+  at once and is recorded in `RunState.failed` with the epoch and step: the other models train
+  on, and neither a checkpoint nor `on_finished` ever sees a non-finite model.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch import Tensor
 
 from core.errors import VoxSAEError
 from core.sae import SAE
-from core.sae.stack import SAEStack
+from core.sae.stack import SAEStack, StackLoss
 from core.training.config import TrainConfig
 
 
@@ -57,6 +61,9 @@ class RunState:
     """Validation NMSE of each model after each epoch so far."""
     trained: list[str] = field(default_factory=list)
     """Models finished (handed to on_finished), in order."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Models stopped because their loss or weights turned non-finite -> what happened and when.
+    They left their stacks at once, so no checkpoint and no on_finished ever holds them."""
 
 
 EpochBatches = Callable[[int, int], Iterator[Tensor]]
@@ -98,7 +105,7 @@ def stack_metrics(stack: SAEStack, x_val: Tensor, chunk: int = 8192) -> list[dic
         xb = x_val[i : i + chunk]
         ev = stack.evaluate(xb)
         sse += (ev.recon - xb[:, None, :]).double().pow(2).sum((0, 2))
-        counts += ev.active.double().sum(0)
+        counts += ev.active.sum(0, dtype=torch.float64)  # no float64 copy of the whole mask
     n = x_val.shape[0]
     out = []
     for m in range(M):
@@ -167,18 +174,26 @@ def train(
             state.step += 1
             steps_run += 1
             bar.update(1)
+            groups = _drop_nonfinite_loss(groups, outs, state)
+            if not groups:
+                break
             if state.step % 10 == 0 or state.step == n_steps:
                 mse = torch.cat([o.mse for o in outs])
                 aux = torch.cat([o.aux for o in outs])
-                bar.set_postfix(mse=f"{float(mse.mean()):.4f}", aux=f"{float(aux.mean()):.4f}")
+                bar.set_postfix(mse=f"{float(mse.nanmean()):.4f}", aux=f"{float(aux.nanmean()):.4f}")
             if stop_after_steps is not None and steps_run >= stop_after_steps:
+                groups = _drop_nonfinite_weights(groups, state)
                 on_checkpoint(groups, state)
                 bar.close()
                 raise TrainingInterrupted(f"stopped after {steps_run} steps (test hook)")
             if time.monotonic() - last_save > checkpoint_every_s and state.step < n_steps:
+                groups = _drop_nonfinite_weights(groups, state)
                 on_checkpoint(groups, state)
                 last_save = time.monotonic()
         bar.close()
+        groups = _drop_nonfinite_weights(groups, state)
+        if not groups:
+            break
         state.epoch += 1
         state.step = 0
         groups = _validate(groups, x_val, cfg, state, max_epochs, on_finished)
@@ -196,6 +211,48 @@ def train(
     return state
 
 
+def _keep(groups: list[NamedStack], keeps: list[list[int]]) -> list[NamedStack]:
+    """The stacks holding only the models at positions keeps[i] of stack i (none: stack gone)."""
+    out = []
+    for g, keep in zip(groups, keeps, strict=True):
+        if len(keep) == g.stack.M:
+            out.append(g)
+        elif keep:
+            out.append(NamedStack(g.stack.select(keep), [g.names[i] for i in keep]))
+    return out
+
+
+def _drop_nonfinite_loss(
+    groups: list[NamedStack], outs: list[StackLoss], state: RunState
+) -> list[NamedStack]:
+    """After a step: stop every model whose loss is NaN or inf (its next step would be NaN)."""
+    losses = [o.mse + o.aux + o.l1 for o in outs]
+    if bool(torch.isfinite(torch.cat(losses)).all()):  # the step's one device sync
+        return groups
+    keeps = []
+    for g, loss in zip(groups, losses, strict=True):
+        finite = torch.isfinite(loss).tolist()
+        for m in (m for m, ok in enumerate(finite) if not ok):
+            state.failed[g.names[m]] = (
+                f"training loss became non-finite ({float(loss[m])}) at epoch {state.epoch + 1}, step {state.step}"
+            )
+        keeps.append([m for m, ok in enumerate(finite) if ok])
+    return _keep(groups, keeps)
+
+
+def _drop_nonfinite_weights(groups: list[NamedStack], state: RunState) -> list[NamedStack]:
+    """Before a checkpoint or a validation: stop every model with a NaN or inf tensor."""
+    keeps = []
+    for g in groups:
+        bad = g.stack.nonfinite_tensors()
+        for m in (m for m, names in enumerate(bad) if names):
+            state.failed[g.names[m]] = (
+                f"weights became non-finite ({', '.join(bad[m])}) by epoch {state.epoch + 1}, step {state.step}"
+            )
+        keeps.append([m for m, names in enumerate(bad) if not names])
+    return _keep(groups, keeps)
+
+
 def _validate(
     groups: list[NamedStack],
     x_val: Tensor,
@@ -205,11 +262,16 @@ def _validate(
     on_finished: Callable[[str, SAE, dict], None],
 ) -> list[NamedStack]:
     """Epoch end: validate every model, hand over the finished ones; returns the stacks of the rest."""
-    remaining = []
+    keeps = []
     for g in groups:
         keep = []
         saes = None
         for m, (name, met) in enumerate(zip(g.names, stack_metrics(g.stack, x_val), strict=True)):
+            if not math.isfinite(met["nmse"]):  # finite weights whose reconstruction overflows
+                state.failed[name] = (
+                    f"validation NMSE is non-finite ({met['nmse']}) after epoch {state.epoch}"
+                )
+                continue
             history = state.history.setdefault(name, [])
             history.append(met["nmse"])
             done = state.epoch >= max_epochs or (
@@ -221,8 +283,5 @@ def _validate(
             saes = saes or g.stack.to_saes()
             on_finished(name, saes[m], {**met, "epochs": state.epoch, "val_nmse_history": history})
             state.trained.append(name)
-        if len(keep) == g.stack.M:
-            remaining.append(g)
-        elif keep:
-            remaining.append(NamedStack(g.stack.select(keep), [g.names[i] for i in keep]))
-    return remaining
+        keeps.append(keep)
+    return _keep(groups, keeps)

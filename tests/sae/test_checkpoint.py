@@ -144,3 +144,68 @@ def test_crash_during_save_keeps_old_model(tmp_path, monkeypatch):
     back = load_sae(d)
     assert back.cfg.k == 5
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging leftovers
+
+
+@pytest.mark.parametrize(
+    ("arch", "tensor", "value"),
+    [
+        ("topk", "W_enc", float("nan")),
+        ("topk", "b_dec", float("inf")),
+        ("jumprelu", "threshold", float("nan")),
+    ],
+)
+def test_a_model_with_non_finite_weights_is_never_saved_over_a_good_one(tmp_path, arch, tensor, value):
+    d = save_sae(_sae(arch, k=5 if arch == "topk" else None), tmp_path / "m", metrics={"nmse": 0.1})
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    bad = _sae(arch, k=5 if arch == "topk" else None)
+    with torch.no_grad():
+        getattr(bad, tensor).view(-1)[3] = value
+    with pytest.raises(
+        InputError, match=rf"not saved, the model's weights are not finite \(NaN or inf in {tensor}\)"
+    ):
+        save_sae(bad, d, metrics={"nmse": float("nan")})
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    with pytest.raises(InputError, match="not finite"):  # nor into a fresh folder
+        save_sae(bad, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_swap_puts_the_old_model_back(tmp_path, monkeypatch):
+    import os
+
+    d = save_sae(_sae(), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if ".tmp" in str(src) and str(dst) == str(d):  # the new folder into place
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(atomic.WriteError, match=rf"cannot write {d}: No space left on device"):
+        save_sae(_sae(k=7), d)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging or trash folder left
+    assert load_sae(d).cfg.k == 5
+
+
+def test_a_write_that_fails_in_staging_names_the_model_folder(tmp_path, monkeypatch):
+    d = save_sae(_sae(), tmp_path / "m")
+    real = atomic.write_bytes
+
+    def full(path, data):
+        if path.name == "sae_weights.safetensors":
+            try:
+                raise OSError(28, "No space left on device")
+            except OSError as exc:
+                raise atomic.write_failure(path, exc) from None
+        return real(path, data)
+
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    with pytest.raises(atomic.WriteError, match=rf"^cannot write {d}: No space left on device$"):
+        save_sae(_sae(k=7), d)
+    monkeypatch.undo()
+    assert load_sae(d).cfg.k == 5

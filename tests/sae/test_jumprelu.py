@@ -45,8 +45,16 @@ def test_config_options_and_name():
         SAEConfig("jumprelu", d_in=8, d_sae=10, options={"gamma": 1.0})
     with pytest.raises(InputError, match="no option"):
         SAEConfig("topk", d_in=8, d_sae=10, k=2, options={"l0_coefficient": 1.0})
-    with pytest.raises(InputError, match="bandwidth > 0"):
+    with pytest.raises(InputError, match=r"option bandwidth=0\.0: must be a finite number > 0"):
         SAEConfig("jumprelu", d_in=8, d_sae=10, options={"bandwidth": 0.0})
+    with pytest.raises(InputError, match=r"option l0_coefficient=inf: must be a finite number >= 0"):
+        SAEConfig("jumprelu", d_in=8, d_sae=10, options={"l0_coefficient": float("inf")})
+    with pytest.raises(InputError, match=r"option init_threshold=nan: must be a finite number >= 0"):
+        SAEConfig("jumprelu", d_in=8, d_sae=10, options={"init_threshold": float("nan")})
+    assert (
+        SAEConfig("jumprelu", d_in=8, d_sae=10, options={"init_threshold": 0.0}).options["init_threshold"]
+        == 0
+    )
     with pytest.raises(InputError, match="unknown field"):
         SAEConfig.from_dict({**SAEConfig("topk", d_in=8, d_sae=10, k=2).to_dict(), "bandwidth": 0.1})
     assert model_name("jumprelu", 200) == "jumprelu-L200" == model_name("jumprelu", 200, 20)

@@ -36,6 +36,24 @@ def test_registry_and_config_validation():
         SAEConfig("topk", d_in=8, d_sae=10, k=0)
     assert SAEConfig("relu", d_in=8, d_sae=10, k=3).k is None
     assert SAEConfig("topk", d_in=192, d_sae=200, k=20).d_in == 192
+    # every shared float setting finite and in range (a NaN coefficient trains a NaN model)
+    with pytest.raises(InputError, match=r"relu SAE l1_coefficient=nan: must be a finite number >= 0"):
+        SAEConfig("relu", d_in=8, d_sae=10, l1_coefficient=float("nan"))
+    with pytest.raises(InputError, match=r"auxk_coefficient=-1\.0: must be a finite number >= 0"):
+        SAEConfig("topk", d_in=8, d_sae=10, k=2, auxk_coefficient=-1.0)
+    with pytest.raises(InputError, match=r"threshold_momentum=0\.0: must be in \(0, 1\]"):
+        SAEConfig("batchtopk", d_in=8, d_sae=10, k=2, threshold_momentum=0.0)
+    assert SAEConfig("topk", d_in=8, d_sae=10, k=2, auxk_coefficient=0.0).auxk_coefficient == 0.0
+
+
+def test_stack_names_each_models_non_finite_tensors():
+    stack = SAEStack([SAEConfig("jumprelu", d_in=6, d_sae=8, seed=s) for s in range(3)])
+    assert stack.nonfinite_tensors() == [[], [], []]
+    with torch.no_grad():
+        stack.W_enc[2, 1, 5] = float("nan")  # W_enc's model axis is 1
+        stack.threshold[1, 0] = float("inf")
+        stack.adam_v_b_dec[2, 3] = float("nan")
+    assert stack.nonfinite_tensors() == [[], ["W_enc", "threshold"], ["adam_v_b_dec"]]
 
 
 def test_init_recipe_and_inference():
