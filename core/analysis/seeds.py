@@ -125,7 +125,7 @@ def seed_spread(
     from core.analysis.analyze import run_analyses
     from core.analysis.report import build_report
     from core.training.config import TrainConfig
-    from core.training.grid import _is_cached, grid_specs, train_grid
+    from core.training.grid import grid_specs, is_cached, train_grid
 
     ws = Workspace.of(ws)
     seeds = sorted(set(int(s) for s in seeds))
@@ -145,7 +145,7 @@ def seed_spread(
         cfg = TrainConfig(
             latents=tuple(settings["latents"]), ks=tuple(settings["ks"]), epochs=settings["epochs"], seed=seed
         )
-        own = all(_is_cached(ws, spec) for spec in grid_specs(ws, cfg))
+        own = all(is_cached(ws, spec) for spec in grid_specs(ws, cfg))
         target = ws if own else _replica(ws, seed)
         if progress:
             print(f"seed {seed}: {'the workspace models' if own else target.root}", flush=True)
@@ -165,8 +165,6 @@ def spread_text(row: dict, fmt=lambda v: f"{v:.3g}") -> str:
 
 # -- CLI ----------------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
-    from core.training.grid import _int_list
-
     parser.add_argument("--workspace", required=True, help="workspace name or path")
     parser.add_argument(
         "--seeds",
@@ -174,8 +172,8 @@ def add_arguments(parser) -> None:
         default=DEFAULT_SEEDS,
         help="training seeds, comma-separated (default 0,1,2)",
     )
-    parser.add_argument("--latents", type=_int_list, default=None, help="latent dims (default: train's)")
-    parser.add_argument("--k", type=_int_list, default=None, help="K values (default: train's)")
+    parser.add_argument("--latents", default=None, help="latent dims, comma-separated (default: train's)")
+    parser.add_argument("--k", default=None, help="K values, comma-separated (default: train's)")
     parser.add_argument(
         "--epochs", type=int, default=None, help="exactly N epochs (default: train's early stop)"
     )
@@ -195,7 +193,10 @@ def main(args) -> int:
     ws = Workspace.open(args.workspace)
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
-    out = seed_spread(ws, seeds=args.seeds, latents=args.latents, ks=args.k, epochs=args.epochs)
+    from core.training.grid import parse_int_list
+
+    latents, ks = parse_int_list("--latents", args.latents), parse_int_list("--k", args.k)
+    out = seed_spread(ws, seeds=args.seeds, latents=latents, ks=ks, epochs=args.epochs)
     print(f"over training seeds {', '.join(map(str, out['seeds']))} (mean ± sd, min to max):")
     for row in out["figures"]:
         per = " ".join(f"{s}:{v:.3g}" for s, v in row["values"].items())

@@ -119,7 +119,7 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
     return specs
 
 
-def _is_cached(ws: Workspace, spec: _Spec) -> bool:
+def is_cached(ws: Workspace, spec: _Spec) -> bool:
     try:
         ours = read_cfg(ws.models_dir / spec.name)["voxsae"]
     except VoxSAEError:
@@ -235,7 +235,7 @@ def train_grid(
     def cfg_of(name: str) -> SAEConfig:
         return dataclasses.replace(by_name[name].cfg, dead_after_samples=dead_after)
 
-    todo = [s for s in specs if not _is_cached(ws, s)]
+    todo = [s for s in specs if not is_cached(ws, s)]
     if todo:  # before a single stack is allocated, a resumed one included
         names = [s.name for s in todo]
         need = memory.grid_estimate(
@@ -366,7 +366,7 @@ def _number(flag: str, text: str | None, kind: type) -> Any:
         raise InputError(f"{flag} {text!r}: not {'an integer' if kind is int else 'a number'}") from None
 
 
-def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+def parse_int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
     """'100,200' -> (100, 200) (None when not given)."""
     if text is None:
         return None
@@ -408,8 +408,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     given = {
-        "latents": _int_list("--latents", args.latents),
-        "ks": _int_list("--k", args.k),
+        "latents": parse_int_list("--latents", args.latents),
+        "ks": parse_int_list("--k", args.k),
         **{
             name: _number(flag_of(name), getattr(args, _dest(flag_of(name))), kind)
             for name, (kind, _) in NUMBER_FLAGS.items()
