@@ -323,7 +323,9 @@ def pieces_caption(clip: ClipEmbedding) -> str:
     """One line: what of the clip was embedded (its stretches of sound, as ingest would cut it)."""
     spans = ", ".join(f"{r.start_s:.1f}-{r.end_s:.1f} s" for r in clip.pieces)
     n = len(clip.pieces)
-    return f"{clip.seconds:.1f} s clip: {n} stretch{'es' if n != 1 else ''} of sound embedded ({spans}), their mean probed"
+    if n == 1:
+        return f"{clip.seconds:.1f} s clip: its sound ({spans}) embedded and probed"
+    return f"{clip.seconds:.1f} s clip: {n} stretches of sound embedded ({spans}), their mean probed"
 
 
 def active_summary(latents: pd.DataFrame, limit: int = 12) -> str:
