@@ -34,6 +34,7 @@ try:
             "speak (or play music), press stop",
         )
         if rec is None:
+            probe.warm_embedder(ws)  # its weights load while the user records, not after
             st.stop()
         with st.spinner(f"Embedding with {ws.embedder}..."):
             clip = probe.embed_recording(ws, rec.getvalue())

@@ -59,18 +59,30 @@ def embed_clip(ws, audio: np.ndarray) -> np.ndarray:
 
 
 def embed_pieces(ws, pieces: list[np.ndarray]) -> np.ndarray:
-    """Embed pieces of 16 kHz mono audio in one batch with the workspace's embedder -> float32 [n, dim]."""
-    from core.embedders import get_embedder
+    """Embed pieces of 16 kHz mono audio with the workspace's embedder -> float32 [n, dim].
+
+    Through ingest's own entry point (core.embedders.embed_segments), in this process (jobs=1:
+    no worker pool in the dashboard server) with one torch thread, which on a shared 2-core CPU is
+    as fast as two and does not collapse when other sessions hold a core."""
+    from core.embedders import embed_segments
 
     if ws.embedder not in _known_embedders():
         raise InputError(
             f"workspace {ws.name} was made with embedder {ws.embedder!r}, which cannot embed new audio here"
         )
-    emb = get_embedder(ws.embedder)
-    out = np.asarray(emb.embed([np.asarray(a, dtype=np.float32) for a in pieces]), dtype=np.float32)
+    out = embed_segments(ws.embedder, list(pieces), jobs=1, progress=False)
     if out.shape[1] != ws.dim:
         raise InputError(f"embedder {ws.embedder} gives {out.shape[1]}-d embeddings, workspace has {ws.dim}")
-    return out
+    return np.asarray(out, dtype=np.float32)
+
+
+def warm_embedder(ws) -> None:
+    """Load the workspace's embedder into this process's cache by embedding one second of quiet
+    noise through embed_pieces (the very call a recording takes, so the same cached embedder), so
+    the first recording is embedded as fast as the next: the probe page calls it while the user
+    records."""
+    if ws.embedder in _known_embedders():
+        embed_pieces(ws, [0.01 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)])
 
 
 def _known_embedders() -> set[str]:

@@ -235,6 +235,18 @@ def test_a_bad_recording_is_one_error_naming_it(tmp_path, audio, why):
     assert "/tmp" not in str(err.value)
 
 
+def test_warm_embedder_loads_the_workspace_embedder_once(tmp_path, ws):
+    from core.embedders import get_embedder
+
+    get_embedder.cache_clear()
+    probe.warm_embedder(ws)  # embedder 'x': nothing to load, and no error
+    assert get_embedder.cache_info().currsize == 0
+    probe.warm_embedder(_mfcc_ws(tmp_path / "m"))
+    assert get_embedder.cache_info().currsize == 1
+    probe.embed_recording(_mfcc_ws(tmp_path / "m2"), wav_of(_speechlike(5.0)))
+    assert get_embedder.cache_info().currsize == 1 and get_embedder.cache_info().hits >= 1
+
+
 def test_mean_embedding_keeps_the_pieces_norm():
     units = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     assert np.allclose(probe.mean_embedding(units), [2**-0.5, 2**-0.5])
