@@ -1,5 +1,6 @@
 """Latent browser (sortable, filterable table) and a latent's page (histogram, audible top and
-quantile segments, attribute breakdown, nearest latents by decoder cosine, UMAP)."""
+quantile segments, attribute breakdown, nearest latents by decoder cosine, its matches in the
+other SAEs it was compared with (core.dashboard.universality_view), UMAP)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import streamlit as st
 
 from core.dashboard import browse
 from core.dashboard.projection import activation_map, load_projection
+from core.dashboard.universality_view import latent_matches
 from core.errors import VoxSAEError
 from pages import common
 
@@ -133,6 +135,29 @@ def segment_list(frame: pd.DataFrame, quantile: bool = False) -> None:
         c[1].markdown(browse.segment_caption(row, meta_cols, quantile=quantile))
 
 
+def matches_in_other_saes(latent: int) -> None:
+    """Its one-to-one matches in the SAEs `universality` compared this model with (stored results)."""
+    st.subheader("Matches in other SAEs")
+    matches = latent_matches(ws, model, latent)
+    if matches.empty:
+        st.caption(
+            f"Not compared with another SAE yet: `python -m core universality --workspace {ws.name} "
+            f"--models {model},OTHER [--model-workspace W2]`."
+        )
+        return
+    st.dataframe(
+        matches[["model", "workspace", "latent", "correlation", "decoder_cosine", "link"]],
+        hide_index=True,
+        key=f"matches_{model}_{latent}",
+        column_config={
+            "latent": st.column_config.NumberColumn("matched latent", format="%d"),
+            "correlation": st.column_config.NumberColumn("activation corr.", format="%.3f"),
+            "decoder_cosine": st.column_config.NumberColumn("decoder cosine", format="%.3f"),
+            "link": st.column_config.LinkColumn("open", display_text="open latent"),
+        },
+    )
+
+
 def latent_view(latent: int) -> None:
     try:
         page = _page(str(ws.root), ws.fingerprint, model, int(latent), id(index))
@@ -231,6 +256,7 @@ def latent_view(latent: int) -> None:
             )
             cc[1].write(f"{r['cosine']:.3f}")
             cc[2].write(r["label"] or "")
+        matches_in_other_saes(latent)
     with right:
         st.subheader("UMAP of the embeddings")
         proj = _projection(str(ws.root), ws.fingerprint)

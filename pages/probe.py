@@ -1,10 +1,12 @@
-"""Probe a clip: upload audio (size-limited by .streamlit/config.toml) or pick a catalogue segment;
-see its active latents with their labels and its nearest segments."""
+"""Probe a clip: pick a catalogue segment, upload audio (size-limited by .streamlit/config.toml) or
+record from the microphone; see its active latents with their labels and associations and its
+nearest segments. An upload and a recording take one path (core.dashboard.probe.embed_bytes)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.constants import SAMPLE_RATE
 from core.dashboard import probe
 from core.errors import VoxSAEError
 from pages import common
@@ -21,9 +23,24 @@ except VoxSAEError as exc:  # e.g. a labels.sqlite that is not a database: probe
     st.warning(f"Labels are not shown: {exc}")
     labels = None
 context = {"labels": labels, "stats": None if idx is None else idx.stats}
-src = st.radio("Clip", ["pick a segment", "upload audio"], horizontal=True, key="probe_source")
+src = st.radio("Clip", ["pick a segment", "upload audio", "record"], horizontal=True, key="probe_source")
 try:
-    if src == "upload audio":
+    if src == "record":
+        rec = st.audio_input(
+            "Record a clip",
+            key="probe_recording",
+            sample_rate=SAMPLE_RATE,  # the rate the embedders read: nothing to resample
+            help=f"{probe.MIN_UPLOAD_S:g} s to {probe.MAX_UPLOAD_S / 60:g} min; press the microphone, "
+            "speak (or play music), press stop",
+        )
+        if rec is None:
+            probe.warm_embedder(ws)  # its weights load while the user records, not after
+            st.stop()
+        with st.spinner(f"Embedding with {ws.embedder}..."):
+            clip = probe.embed_recording(ws, rec.getvalue())
+        st.caption(probe.pieces_caption(clip))
+        res = probe.probe_embedding(ws, model, clip.embedding, **context)
+    elif src == "upload audio":
         # no `type=` filter: Streamlit would refuse another type with an exception box before this
         # script runs; probe.embed_upload refuses it with one message instead
         up = st.file_uploader(
@@ -35,9 +52,10 @@ try:
         if up is None:
             st.stop()
         with st.spinner(f"Embedding with {ws.embedder}..."):
-            embedding = probe.embed_upload(ws, up.name, up.getvalue())
+            clip = probe.embed_upload(ws, up.name, up.getvalue())
         st.audio(up.getvalue())  # only what decoded as audio is played back
-        res = probe.probe_embedding(ws, model, embedding, **context)
+        st.caption(probe.pieces_caption(clip))
+        res = probe.probe_embedding(ws, model, clip.embedding, **context)
     else:
         ids = ws.segments["segment_id"]
         if ss.get("probe_segment") not in set(ids):
@@ -55,6 +73,7 @@ with left:
     if res.latents.empty:
         st.caption("no latent fires on this clip")
     else:
+        st.markdown(probe.active_summary(res.latents))
         st.dataframe(
             res.latents, hide_index=True, on_select="rerun", selection_mode="single-row", key="probe_latents"
         )

@@ -17,6 +17,17 @@ ARGS = (
 )
 
 
-def launch(playwright):
-    """A headless Chromium browser from a started sync_playwright()."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=list(ARGS), headless=True)
+def fake_microphone(wav) -> tuple[str, ...]:
+    """Flags that make getUserMedia's microphone play the WAV file `wav` (in a loop) and grant
+    access without asking: the probe page's recording, tested without a microphone."""
+    return (
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+    )
+
+
+def launch(playwright, extra_args=()):
+    """A headless Chromium browser from a started sync_playwright() (`extra_args`: more flags,
+    e.g. fake_microphone(wav))."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra_args], headless=True)

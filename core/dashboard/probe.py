@@ -1,5 +1,14 @@
-"""Probing a clip: embed an uploaded clip (or take a catalogue segment's embedding), then its
-active latents (with labels and associations) and its nearest catalogue segments by cosine."""
+"""Probing a clip: embed an uploaded file or a microphone recording (or take a catalogue
+segment's embedding), then its active latents (with labels and associations) and its nearest
+catalogue segments by cosine.
+
+An upload (embed_upload) and a recording (embed_recording, the WAV st.audio_input gives) take one
+path: the bytes are checked (type, size, length, decodable, not silence), the audio is cut into
+its stretches of sound with the workspace's own segmentation settings (and passed through the
+telephone channel where the workspace was ingested with --telephony), exactly as ingest cuts a
+file, the pieces are embedded in one batch by the workspace's embedder, and their mean is the
+clip's embedding (ClipEmbedding, with the pieces it was made of).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +34,15 @@ MIN_UPLOAD_S = 0.5
 """Shortest clip probed: the embedder pads anything shorter into a meaningless embedding."""
 MAX_UPLOAD_S = 600.0
 """Longest clip probed (10 min): an upload is a clip to compare with segments, not a recording."""
+RECORDING = "the recording"
+"""How error messages name a microphone recording (its file name is the browser's timestamp)."""
+
+
+@dataclass
+class ClipEmbedding:
+    embedding: np.ndarray  # float32 [dim]: the mean of the pieces' embeddings
+    pieces: list  # core.audio.segmentation.Region: the stretches of sound embedded, in the clip's seconds
+    seconds: float  # the clip's length
 
 
 @dataclass
@@ -37,17 +55,34 @@ class ProbeResult:
 # -- the clip's embedding -----------------------------------------------------------------------
 def embed_clip(ws, audio: np.ndarray) -> np.ndarray:
     """Embed 16 kHz mono audio with the workspace's own embedder -> float32 [dim]."""
-    from core.embedders import get_embedder
+    return embed_pieces(ws, [audio])[0]
+
+
+def embed_pieces(ws, pieces: list[np.ndarray]) -> np.ndarray:
+    """Embed pieces of 16 kHz mono audio with the workspace's embedder -> float32 [n, dim].
+
+    Through ingest's own entry point (core.embedders.embed_segments), in this process (jobs=1:
+    no worker pool in the dashboard server) with one torch thread, which on a shared 2-core CPU is
+    as fast as two and does not collapse when other sessions hold a core."""
+    from core.embedders import embed_segments
 
     if ws.embedder not in _known_embedders():
         raise InputError(
             f"workspace {ws.name} was made with embedder {ws.embedder!r}, which cannot embed new audio here"
         )
-    emb = get_embedder(ws.embedder)
-    out = np.asarray(emb.embed([np.asarray(audio, dtype=np.float32)]), dtype=np.float32)[0]
-    if out.shape[0] != ws.dim:
-        raise InputError(f"embedder {ws.embedder} gives {out.shape[0]}-d embeddings, workspace has {ws.dim}")
-    return out
+    out = embed_segments(ws.embedder, list(pieces), jobs=1, progress=False)
+    if out.shape[1] != ws.dim:
+        raise InputError(f"embedder {ws.embedder} gives {out.shape[1]}-d embeddings, workspace has {ws.dim}")
+    return np.asarray(out, dtype=np.float32)
+
+
+def warm_embedder(ws) -> None:
+    """Load the workspace's embedder into this process's cache by embedding one second of quiet
+    noise through embed_pieces (the very call a recording takes, so the same cached embedder), so
+    the first recording is embedded as fast as the next: the probe page calls it while the user
+    records."""
+    if ws.embedder in _known_embedders():
+        embed_pieces(ws, [0.01 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)])
 
 
 def _known_embedders() -> set[str]:
@@ -62,21 +97,33 @@ def upload_name(name: str) -> str:
     return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
-def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
-    """Embed an uploaded audio file (its bytes; `name` gives the format).
-
-    Refused with one InputError naming the upload (never the temporary file it is decoded from):
-    a type not in UPLOAD_TYPES, an empty or oversized file (MAX_UPLOAD_BYTES), a header that
-    says 0 Hz, anything load_audio cannot decode (corrupt, truncated, all silence, NaN samples),
-    and audio shorter than MIN_UPLOAD_S or longer than MAX_UPLOAD_S (checked from the header
-    before decoding where the format has one, so a small file cannot expand to hours of samples).
-    """
-    from core.audio.read import load_audio
-
+def embed_upload(ws, name: str, data: bytes) -> ClipEmbedding:
+    """Embed an uploaded audio file (its bytes; `name` gives the format): see embed_bytes."""
     shown = upload_name(name)
     suffix = Path(str(name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise InputError(f"{shown}: not an audio file type the probe reads ({', '.join(UPLOAD_TYPES)})")
+    return embed_bytes(ws, data, suffix, shown)
+
+
+def embed_recording(ws, data: bytes) -> ClipEmbedding:
+    """Embed a microphone recording (the WAV bytes st.audio_input gives): see embed_bytes; errors
+    name it RECORDING."""
+    return embed_bytes(ws, data, "wav", RECORDING)
+
+
+def embed_bytes(ws, data: bytes, suffix: str, shown: str) -> ClipEmbedding:
+    """Decode, check, segment and embed a clip's bytes (module docstring).
+
+    Refused with one InputError naming the clip as `shown` (never the temporary file it is
+    decoded from): an empty or oversized file (MAX_UPLOAD_BYTES), a header that says 0 Hz,
+    anything load_audio cannot decode (corrupt, truncated, all zeros, NaN samples), audio shorter
+    than MIN_UPLOAD_S or longer than MAX_UPLOAD_S (checked from the header before decoding where
+    the format has one, so a small file cannot expand to hours of samples), and audio with no
+    sound the segmentation finds (silence, or a hiss under its floor).
+    """
+    from core.audio.read import cut, load_audio
+
     if not data:
         raise InputError(f"{shown}: empty file (0 bytes)")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -96,8 +143,62 @@ def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
             raise type(exc)(str(exc).replace(str(path), shown)) from None
         except ValueError as exc:  # a decoder failing past load_audio's checks (a 0 Hz header)
             raise InputError(f"{shown}: unreadable or corrupt audio ({exc})") from None
-    _check_duration(len(audio) / SAMPLE_RATE, shown)
-    return embed_clip(ws, audio)
+    seconds = len(audio) / SAMPLE_RATE
+    _check_duration(seconds, shown)
+    pieces = clip_pieces(ws, audio, shown)
+    if ws.info.provenance.get("telephony"):  # as ingest does: the channel after segmentation
+        from core.audio.channel import telephone_channel
+
+        audio = telephone_channel(audio, SAMPLE_RATE)
+    embs = embed_pieces(ws, [cut(audio, SAMPLE_RATE, r.start_s, r.end_s) for r in pieces])
+    return ClipEmbedding(embedding=mean_embedding(embs), pieces=pieces, seconds=seconds)
+
+
+def workspace_segmentation(ws):
+    """The SegmentationConfig the workspace's segments were cut with (ingest and demo-corpus record
+    it in the provenance), the defaults for a workspace that does not say (import-embeddings)."""
+    from core.audio.segmentation import SegmentationConfig
+
+    prov = ws.info.provenance
+    stored = prov.get("segmentation") or (prov.get("settings") or {}).get("segmentation")
+    if not isinstance(stored, dict):
+        return SegmentationConfig()
+    fields = set(SegmentationConfig.__dataclass_fields__)
+    return SegmentationConfig(**{k: v for k, v in stored.items() if k in fields})
+
+
+def clip_pieces(ws, audio: np.ndarray, shown: str) -> list:
+    """The stretches of sound of a clip to embed: ingest's 4-8 s segments of it (the workspace's
+    settings); where ingest would keep none (no stretch that long), its whole span of sound, since a
+    probe has this one clip to show. Silence is refused with one InputError naming `shown`."""
+    from core.audio.segmentation import Region, find_nonsilent, split_region
+
+    cfg = workspace_segmentation(ws)
+    regions = find_nonsilent(audio, SAMPLE_RATE, cfg)
+    if not regions:
+        raise InputError(
+            f"{shown}: silence: no sound found (nothing above {cfg.floor_db:g} dBFS, or only clicks "
+            f"shorter than {cfg.min_sound_s:g} s); record or upload speech or music"
+        )
+    pieces = [piece for region in regions for piece in split_region(region, cfg)]
+    if not pieces:
+        span = Region(regions[0].start_s, regions[-1].end_s)
+        if span.duration_s < MIN_UPLOAD_S:
+            raise InputError(
+                f"{shown}: only {span.duration_s:.2f} s of sound; a probed clip needs at least {MIN_UPLOAD_S:g} s"
+            )
+        pieces = [span]
+    return pieces
+
+
+def mean_embedding(embs: np.ndarray) -> np.ndarray:
+    """The pieces' mean, scaled to their mean norm (a mean of unit-norm speaker embeddings is
+    shorter than any of them; the SAE was trained on single segments' embeddings)."""
+    embs = np.asarray(embs, dtype=np.float32)
+    mean = embs.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    target = float(np.linalg.norm(embs, axis=1).mean())
+    return (mean * (target / norm) if norm > 1e-12 else mean).astype(np.float32)
 
 
 def _check_header(path: Path, shown: str) -> None:
@@ -228,3 +329,23 @@ def nearest_caption(row: pd.Series) -> str:
 
     columns = [c for c in row.index if c not in (*NEAREST_HIDDEN, "cosine")]
     return " · ".join([f"cosine: `{row['cosine']:.3f}`", *metadata_parts(row, columns)])
+
+
+def pieces_caption(clip: ClipEmbedding) -> str:
+    """One line: what of the clip was embedded (its stretches of sound, as ingest would cut it)."""
+    spans = ", ".join(f"{r.start_s:.1f}-{r.end_s:.1f} s" for r in clip.pieces)
+    n = len(clip.pieces)
+    if n == 1:
+        return f"{clip.seconds:.1f} s clip: its sound ({spans}) embedded and probed"
+    return f"{clip.seconds:.1f} s clip: {n} stretches of sound embedded ({spans}), their mean probed"
+
+
+def active_summary(latents: pd.DataFrame, limit: int = 12) -> str:
+    """One line naming the active latents, strongest first, with their label or association:
+    'Active: **5** (Spanish) · **12** (class=music) · 3'."""
+    parts = []
+    for _, r in latents.head(limit).iterrows():
+        name = r.get("label") or r.get("association") or ""
+        parts.append(f"**{int(r['latent'])}**" + (f" ({name})" if name else ""))
+    more = len(latents) - limit
+    return "Active: " + " · ".join(parts) + (f" · and {more} more" if more > 0 else "")

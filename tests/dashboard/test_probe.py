@@ -120,3 +120,149 @@ def test_a_good_upload_is_decoded_and_reaches_the_embedder(ws):
     cannot embed audio: the refusal names it)."""
     with pytest.raises(InputError, match="made with embedder 'x'"):
         probe.embed_upload(ws, "Clip.WAV", wav_of(tone(1.0)))
+
+
+# -- a microphone recording: checked, segmented and embedded like ingested audio --------------
+def _mfcc_ws(root, provenance=None):
+    """A workspace of the weightless mfcc-stats embedder, so the probe embeds for real."""
+    import pandas as pd
+
+    from core.workspace.workspace import Workspace
+
+    seg = pd.DataFrame(
+        {"segment_id": ["a", "b"], "source": "x.wav", "start_s": 0.0, "end_s": 1.0, "duration_s": 1.0}
+    )
+    x = np.random.default_rng(0).standard_normal((2, 120)).astype(np.float32)
+    return Workspace.create(
+        root, seg, x, embedder="mfcc-stats", sample_rate=16_000, provenance=provenance or {}
+    )
+
+
+def _decoded(tmp_path, data: bytes) -> np.ndarray:
+    """What a clip's bytes decode to (16-bit samples, as the probe reads them)."""
+    from core.audio.read import load_audio
+
+    (tmp_path / "clip.wav").write_bytes(data)
+    return load_audio(tmp_path / "clip.wav")
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """A 10 Hz-modulated harmonic tone at 0.3 peak: sound throughout, like speech's syllables."""
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.5 * t + seed)
+    phase = 2 * np.pi * np.cumsum(f0) / 16_000
+    x = sum(np.sin(h * phase) / h for h in range(1, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_a_recording_is_cut_and_embedded_as_ingest_would(tmp_path):
+    """10 s of sound, 1 s of silence, 6 s of sound: ingest's segments of it (5+5 s, 6 s), each
+    embedded by the workspace's embedder, their mean (at their mean norm) is the probe's embedding."""
+    from core.audio.read import cut
+    from core.audio.segmentation import segment_audio
+    from core.embedders import get_embedder
+
+    ws = _mfcc_ws(tmp_path / "m")
+    audio = np.concatenate([_speechlike(10.0), np.zeros(16_000, np.float32), _speechlike(6.0, 1)])
+    data = wav_of(audio)
+    clip = probe.embed_recording(ws, data)
+    decoded = _decoded(tmp_path, data)
+    expected = segment_audio(decoded, 16_000)
+    assert clip.pieces == expected and len(expected) == 3 and clip.seconds == pytest.approx(17.0)
+    assert [round(r.duration_s) for r in clip.pieces] == [5, 5, 6]
+    embs = get_embedder("mfcc-stats").embed([cut(decoded, 16_000, r.start_s, r.end_s) for r in expected])
+    mean = embs.mean(axis=0)
+    mean *= np.linalg.norm(embs, axis=1).mean() / np.linalg.norm(mean)
+    assert clip.embedding.shape == (120,) and np.allclose(clip.embedding, mean, atol=1e-5)
+    assert probe.embed_upload(ws, "clip.wav", data).embedding.tolist() == clip.embedding.tolist()  # one path
+    assert probe.pieces_caption(clip) == (
+        "17.0 s clip: 3 stretches of sound embedded (0.0-5.0 s, 5.0-10.1 s, 10.9-17.0 s), their mean probed"
+    )
+
+
+def test_a_short_recording_is_its_span_of_sound(tmp_path):
+    """1.5 s of sound inside 3 s: no 4 s segment, so its span of sound is embedded (not refused)."""
+    ws = _mfcc_ws(tmp_path / "m")
+    audio = np.concatenate([np.zeros(12_000), _speechlike(1.5), np.zeros(12_000)]).astype(np.float32)
+    clip = probe.embed_recording(ws, wav_of(audio))
+    assert len(clip.pieces) == 1
+    start, end = clip.pieces[0]
+    assert start == pytest.approx(0.75 - 0.05, abs=0.02) and end == pytest.approx(2.25 + 0.05, abs=0.02)
+
+
+def test_the_workspace_segmentation_and_channel_are_used(tmp_path):
+    from core.audio.channel import telephone_channel
+    from core.audio.read import cut
+    from core.audio.segmentation import SegmentationConfig
+    from core.embedders import get_embedder
+
+    cfg = SegmentationConfig(min_s=2.0, max_s=3.0, short_min_s=1.0).to_dict()
+    ingested = _mfcc_ws(tmp_path / "i", {"command": "ingest", "segmentation": cfg, "telephony": True})
+    demo = _mfcc_ws(tmp_path / "d", {"command": "demo-corpus", "settings": {"segmentation": cfg}})
+    assert probe.workspace_segmentation(ingested) == SegmentationConfig(**cfg)
+    assert probe.workspace_segmentation(demo) == SegmentationConfig(**cfg)
+    assert probe.workspace_segmentation(_mfcc_ws(tmp_path / "n")) == SegmentationConfig()
+    audio = _speechlike(6.0)
+    clip = probe.embed_recording(ingested, wav_of(audio))
+    assert [round(r.duration_s, 1) for r in clip.pieces] == [3.0, 3.0]  # max_s 3, not 8
+    phone = telephone_channel(_decoded(tmp_path, wav_of(audio)), 16_000)
+    embs = get_embedder("mfcc-stats").embed([cut(phone, 16_000, r.start_s, r.end_s) for r in clip.pieces])
+    assert np.allclose(clip.embedding, probe.mean_embedding(embs), atol=1e-5)
+    plain = probe.embed_recording(demo, wav_of(audio))  # demo-corpus audio is stored after its channel
+    assert plain.pieces == clip.pieces and not np.allclose(plain.embedding, clip.embedding, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("audio", "why"),
+    [
+        (None, "the recording: empty file (0 bytes)"),
+        (np.zeros(0), "the recording: empty audio"),
+        (np.zeros(48_000), "the recording: audio is all silence"),
+        (0.0003 * np.random.default_rng(0).standard_normal(48_000), "the recording: silence: no sound found"),
+        (tone(0.2), "the recording: 0.20 s of audio; a probed clip needs at least 0.5 s"),
+        (
+            np.concatenate([np.zeros(16_000), tone(0.3), np.zeros(16_000)]),
+            "the recording: only 0.43 s of sound; a probed clip needs at least 0.5 s",
+        ),
+    ],
+    ids=["no bytes", "no samples", "digital silence", "hiss under the floor", "too short", "a click"],
+)
+def test_a_bad_recording_is_one_error_naming_it(tmp_path, audio, why):
+    ws = _mfcc_ws(tmp_path / "m")
+    with pytest.raises(InputError) as err:
+        probe.embed_recording(ws, b"" if audio is None else wav_of(audio))
+    assert str(err.value).startswith(why), str(err.value)
+    assert "/tmp" not in str(err.value)
+
+
+def test_warm_embedder_loads_the_workspace_embedder_once(tmp_path, ws):
+    from core.embedders import get_embedder
+
+    get_embedder.cache_clear()
+    probe.warm_embedder(ws)  # embedder 'x': nothing to load, and no error
+    assert get_embedder.cache_info().currsize == 0
+    probe.warm_embedder(_mfcc_ws(tmp_path / "m"))
+    assert get_embedder.cache_info().currsize == 1
+    probe.embed_recording(_mfcc_ws(tmp_path / "m2"), wav_of(_speechlike(5.0)))
+    assert get_embedder.cache_info().currsize == 1 and get_embedder.cache_info().hits >= 1
+
+
+def test_mean_embedding_keeps_the_pieces_norm():
+    units = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    assert np.allclose(probe.mean_embedding(units), [2**-0.5, 2**-0.5])
+    assert np.allclose(probe.mean_embedding(np.array([[3.0, 4.0]])), [3.0, 4.0])
+
+
+def test_active_summary_names_labels_then_associations():
+    import pandas as pd
+
+    lat = pd.DataFrame(
+        {
+            "latent": [5, 12, 3],
+            "activation": [0.9, 0.5, 0.1],
+            "label": ["Spanish", "", ""],
+            "association": ["language=es", "class=music", ""],
+        }
+    )
+    assert probe.active_summary(lat) == "Active: **5** (Spanish) · **12** (class=music) · **3**"
+    assert probe.active_summary(lat, limit=1) == "Active: **5** (Spanish) · and 2 more"

@@ -2,8 +2,10 @@
 
 Starts `streamlit run app.py` on a free 127.0.0.1 port against a workspace built here, then: opens
 a latent and finds an <audio> element with a source; moves the steering slider and sees the means
-change; saves a label, restarts the server and finds the label still there. A screenshot of every
-page goes to tests/.artifacts/ (git-ignored).
+change; saves a label, restarts the server and finds the label still there. On the embedded
+default (built small), records hold music through Chromium's fake microphone on the probe page and
+finds the identified music latent among the active ones. A screenshot of every page goes to
+tests/.artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from dashboard_ws import DashboardServer
 
-from core.dashboard.chromium import CHROMIUM, launch
+from core.dashboard.chromium import CHROMIUM, fake_microphone, launch
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / ".artifacts"
@@ -232,6 +234,57 @@ def test_default_workspace_in_chromium(default_server, browser):
     assert after != before
     _shot(page, "default-4-steering")
     page.close()
+
+
+def _hold_music_wav(path: Path, seconds: float = 12.0) -> Path:
+    """Newly composed hold music (a seed the corpus did not use) through a telephone line, as the
+    default's calls carry it: the clip the fake microphone plays."""
+    import numpy as np
+    import soundfile as sf
+
+    from core.audio.channel import telephone_channel
+    from core.constants import SAMPLE_RATE
+    from core.democorpus.music import hold_music
+
+    music = telephone_channel(hold_music(np.random.default_rng(12345), seconds), SAMPLE_RATE)
+    sf.write(str(path), 0.8 * music / np.abs(music).max(), SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def test_probe_a_recording_from_the_microphone(default_server, tmp_path):
+    """Chromium's fake microphone plays hold music; the probe page records it (st.audio_input),
+    and the latent `analyze` identified for class=music fires on it."""
+    from playwright.sync_api import sync_playwright
+
+    from core.analysis.identification import load_identification, model_result
+    from core.workspace.workspace import Workspace
+
+    model = "topk-L64-K8"
+    ws = Workspace(default_server.data_root / "demo")
+    music = model_result(load_identification(ws, "class", "music", ["voice"]), model)["latent"]
+    wav = _hold_music_wav(tmp_path / "hold-music.wav")
+    with sync_playwright() as p:
+        browser = launch(p, fake_microphone(wav))
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        _open(page, default_server, f"probe?model={model}", "Probe a clip")
+        page.get_by_text("record", exact=True).click()
+        record = page.get_by_role("button", name="Record", exact=True)
+        record.wait_for()
+        record.click()
+        page.wait_for_timeout(8_000)  # 8 s of the 12 s clip
+        page.get_by_role("button", name="Stop recording", exact=True).click()
+        summary = page.get_by_text(re.compile(r"^Active: ")).first
+        summary.wait_for()
+        _settle(page)
+        caption = page.get_by_text(re.compile(r" s clip: ")).first.inner_text()
+        assert 6.0 <= float(caption.split(" s clip: ")[0]) <= 10.0, caption  # the recording's length
+        parts = [part.split()[0] for part in summary.inner_text().removeprefix("Active: ").split(" · ")]
+        active = [int(part) for part in parts if part.isdigit()]  # "12 (class=music)" -> 12
+        assert music in active, (music, summary.inner_text())
+        assert page.locator("audio").count() >= 6  # its nearest segments' players
+        _shot(page, "default-5-probe-recording")
+        browser.close()
 
 
 def test_browser_artifacts_are_ignored():

@@ -250,6 +250,97 @@ def test_probe_page_probes_a_good_upload(ws):
     assert len(at.get("audio")) >= 2  # the upload itself + its nearest segments
 
 
+def _probe_record(data: bytes) -> AppTest:
+    """The probe page given `data` as its microphone recording (AppTest's st.audio_input value)."""
+    at = app("probe")
+    at.radio(key="probe_source").set_value("record").run()
+    at.audio_input(key="probe_recording").set_value(("2025-01-01T10-00_audio.wav", data, "audio/wav")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_probe_page_probes_a_recording(ws):
+    """A 6 s recording: cut like ingested audio, embedded with the workspace's resemblyzer, its
+    active latents (the same as the core path gives) named, its nearest segments playable."""
+    from dashboard_ws import wav_of
+
+    from core.dashboard import probe
+
+    t = np.arange(6 * 16_000) / 16_000
+    clip = (
+        0.3 * np.sin(2 * np.pi * (180 + 30 * np.sin(2 * np.pi * 0.7 * t)) * t) * (0.6 + 0.4 * np.sin(8 * t))
+    )
+    data = wav_of(clip)
+    at = _probe_record(data)
+    assert not at.error
+    model = at.subheader[0].value.removeprefix("Active latents of ")
+    expected = probe.embed_recording(ws, data)
+    assert len(expected.pieces) == 1 and expected.pieces[0].duration_s == pytest.approx(6.0, abs=0.05)
+    want = probe.probe_embedding(ws, model, expected.embedding)
+    lat = at.dataframe[0].value
+    assert list(lat["latent"]) == list(want.latents["latent"]) and len(lat) >= 1
+    assert np.allclose(lat["activation"], want.latents["activation"])
+    assert any(c.value == probe.pieces_caption(expected) for c in at.caption)
+    assert any(m.value.startswith(f"Active: **{int(lat['latent'].iloc[0])}**") for m in at.markdown)
+    assert len(at.get("audio")) >= 6  # its nearest segments' players
+
+
+@pytest.mark.parametrize(
+    ("audio", "why"),
+    [
+        (None, "the recording: empty file (0 bytes)"),
+        ("hiss", "the recording: silence: no sound found"),
+        ("click", "the recording: 0.20 s of audio"),
+    ],
+)
+def test_probe_page_refuses_a_bad_recording_with_one_message(ws, audio, why):
+    from dashboard_ws import tone, wav_of
+
+    data = {
+        None: b"",
+        "hiss": wav_of(0.0003 * np.random.default_rng(0).standard_normal(48_000)),
+        "click": wav_of(tone(0.2)),
+    }[audio]
+    at = _probe_record(data)
+    assert [e.value for e in at.error] == [at.error[0].value] and at.error[0].value.startswith(why)
+    assert not at.dataframe and not at.get("audio")  # nothing probed, nothing played
+
+
+def test_latent_page_shows_its_matches_in_other_saes(ws):
+    from core.analysis.universality import universality
+
+    at = app("latents", model="topk-L32-K4", latent=_live_latent(ws, "topk-L32-K4"))
+    hint = [c.value for c in at.caption if "universality" in c.value]
+    assert hint == [
+        "Not compared with another SAE yet: `python -m core universality --workspace dash "
+        "--models topk-L32-K4,OTHER [--model-workspace W2]`."
+    ]
+    res = universality(ws, "topk-L16-K2", "topk-L32-K2")
+    pair = res["pairs"][0]
+    at = app("latents", model="topk-L16-K2", latent=pair["latent_a"])
+    shown = next(d.value for d in at.dataframe if "decoder_cosine" in d.value.columns)
+    assert shown.to_dict("records")[0] == {
+        "model": "topk-L32-K2",
+        "workspace": "dash",
+        "latent": pair["latent_b"],
+        "correlation": pytest.approx(pair["correlation"]),
+        "decoder_cosine": pytest.approx(pair["decoder_cosine"]),
+        "link": f"latents?ws=dash&model=topk-L32-K2&latent={pair['latent_b']}",
+    }
+    assert not [c for c in at.caption if "Not compared" in c.value]
+    # and from the other side
+    at = app("latents", model="topk-L32-K2", latent=pair["latent_b"])
+    shown = next(d.value for d in at.dataframe if "decoder_cosine" in d.value.columns)
+    assert shown.loc[0, "model"] == "topk-L16-K2" and shown.loc[0, "latent"] == pair["latent_a"]
+
+
+def _live_latent(ws, model: str) -> int:
+    from core.dashboard.browse import load_index
+
+    stats = load_index(ws, model).stats
+    return int(stats.sort_values("density", ascending=False)["latent"].iloc[0])
+
+
 def test_labeling_page_imports_good_rows_and_lists_the_rejected(ws):
     import json
 
