@@ -227,7 +227,7 @@ def _probe_upload(name: str, data: bytes) -> AppTest:
     [
         ("noise.wav", "unreadable or corrupt audio"),
         ("silent.wav", "all silence"),
-        ("zero-hz.wav", "Sample rate"),
+        ("zero-hz.wav", "corrupt audio header"),
     ],
 )
 def test_probe_page_refuses_a_bad_upload_with_one_message(ws, name, why):
