@@ -1,0 +1,154 @@
+"""Red team: what the hostile cases of ingest, import-embeddings, demo-corpus, summary, playback,
+the probe upload and the label store (test_hostile_{ingest,import,disk,dashboard}.py) did not
+try yet.
+
+Metadata CSVs with a NUL byte, a BOM and CRLF, too many columns, a `file` that is a symlink loop
+or differs from the file on disk only in letter case or Unicode normalisation; audio folders with a
+symlink loop, a name that is not UTF-8, float samples far past full scale, a streamed FLAC without
+a length; workspace names with a NUL, 300 characters, a broken link, VOXSAE_DATA a file, a planted
+`.new-corpus` link; workspace files edited by hand (workspace.json lying about dim, n_segments,
+types or format, segments.parquet deleted, damaged, cut short or without ids, embeddings.npy
+pickled, big-endian, float64, text, or replaced by other values); two writers of one workspace at
+once; the umask; labels.sqlite as a link, a hand-edited or foreign label database, label files
+that name a field twice; summary and probe on workspaces whose columns are named like their own
+fields or that hold one segment; bad times in a metadata CSV; an .npy header declaring terabytes;
+negative seeds, absurd scales and job counts.
+
+Each refusal: non-zero exit, one `error:` line naming the input and what is wrong, no traceback,
+every file that existed before byte-identical (hostile_harness.assert_refused).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from bad_audio import write_voice
+from hostile_harness import Outcome, assert_refused, run_cli, snapshot
+
+from core.workspace.workspace import Workspace
+
+N, DIM = 40, 16
+
+
+def corpus(n: int = N, dim: int = DIM, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """n segments of 8 speakers, Spanish and English, and random dim-d embeddings."""
+    seg = pd.DataFrame(
+        {
+            "segment_id": [f"s{i:03d}" for i in range(n)],
+            "source": "",
+            "start_s": np.arange(n) * 5.0,
+            "end_s": np.arange(n) * 5.0 + 4.0,
+            "duration_s": 4.0,
+            "speaker": [f"spk{i % 8}" for i in range(n)],
+            "language": ["es" if i % 2 else "en" for i in range(n)],
+            "class": "voice",
+        }
+    )
+    return seg, np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+@pytest.fixture
+def small_ws(data_root) -> Path:
+    """Workspace `s` (40 segments, 16-d, imported embeddings, no models) at VOXSAE_DATA/s."""
+    seg, emb = corpus()
+    return Workspace.create("s", seg, emb, embedder="imported", sample_rate=0).root
+
+
+@pytest.fixture
+def calls(tmp_path) -> Path:
+    """A folder with one good 7 s voice file, a.wav."""
+    write_voice(tmp_path / "calls" / "a.wav", seed=1)
+    return tmp_path / "calls"
+
+
+def ingest(folder, *extra) -> Outcome:
+    return run_cli("ingest", folder, "--workspace", "w", "--jobs", "1", *extra)
+
+
+def refused_ingest(folder, meta_text: str, *needles, tmp_path, data_root):
+    """ingest `folder` with a metadata CSV of `meta_text` into `w`: a clean refusal, before any work."""
+    meta = tmp_path / "meta.csv"
+    meta.write_bytes(meta_text.encode("utf-8"))
+    roots = [data_root, folder, meta]
+    before = snapshot(*roots)
+    line = assert_refused(
+        ingest(folder, "--metadata", meta), *needles, before=before, roots=roots, allow_new=False
+    )
+    assert not (data_root / "w").exists()
+    return line
+
+
+def refused_import(meta_text: str, *needles, tmp_path, data_root, n: int = N):
+    """import-embeddings of n good rows with a metadata CSV of `meta_text` into `w`: a clean refusal."""
+    emb = tmp_path / "emb.npy"
+    np.save(emb, corpus(n)[1])
+    meta = tmp_path / "meta.csv"
+    meta.write_bytes(meta_text.encode("utf-8"))
+    roots = [data_root, emb, meta]
+    before = snapshot(*roots)
+    out = run_cli("import-embeddings", emb, "--workspace", "w", "--metadata", meta)
+    return assert_refused(out, *needles, before=before, roots=roots, allow_new=False)
+
+
+def metadata_text(seg: pd.DataFrame) -> str:
+    return seg.drop(columns=["source", "start_s", "end_s", "duration_s"]).to_csv(index=False)
+
+
+# -- metadata CSVs -------------------------------------------------------------------------------
+def test_a_nul_byte_in_an_ingest_metadata_csv(calls, tmp_path, data_root):
+    refused_ingest(
+        calls,
+        "file,speaker\na.wav,A\nb\x00.wav,B\n",
+        "meta.csv row 3",
+        "a NUL byte",
+        tmp_path=tmp_path,
+        data_root=data_root,
+    )
+
+
+def test_a_nul_byte_in_an_import_metadata_csv(tmp_path, data_root):
+    text = metadata_text(corpus()[0]).replace("spk3", "sp\x00k3", 1)
+    refused_import(text, "meta.csv row 5", "a NUL byte", tmp_path=tmp_path, data_root=data_root)
+
+
+def test_a_metadata_csv_with_too_many_columns(calls, tmp_path, data_root):
+    """10^5 columns in an 8 MB CSV took import-embeddings 2 min 40 s (and every later read of the
+    segment table with it): the column count is refused up front."""
+    header = ",".join(["file", *(f"c{i}" for i in range(5000))])
+    row = ",".join(["a.wav", *("x" * 5000)])
+    line = refused_ingest(
+        calls,
+        f"{header}\n{row}\n",
+        "meta.csv",
+        "5,001 columns",
+        "at most 1,000",
+        tmp_path=tmp_path,
+        data_root=data_root,
+    )
+    assert len(line) < 300
+
+
+def test_a_csv_with_a_bom_and_crlf_line_ends_reads_clean(tmp_path, data_root):
+    seg, emb = corpus()
+    meta = tmp_path / "excel.csv"
+    meta.write_bytes(b"\xef\xbb\xbf" + metadata_text(seg).replace("\n", "\r\n").encode())
+    np.save(tmp_path / "emb.npy", emb)
+    out = run_cli("import-embeddings", tmp_path / "emb.npy", "--workspace", "w", "--metadata", meta)
+    assert out.rc == 0, out
+    got = Workspace.open("w").segments
+    assert list(got.columns[:1]) == ["segment_id"] and list(got["speaker"]) == list(seg["speaker"])
+    assert not got.map(lambda v: isinstance(v, str) and ("\r" in v or "\ufeff" in v)).any().any()
+
+
+def test_a_folder_given_as_the_metadata_csv(calls, tmp_path, data_root):
+    """It was reported as 'metadata CSV not found'."""
+    (tmp_path / "meta.csv").mkdir()
+    before = snapshot(data_root)
+    out = ingest(calls, "--metadata", tmp_path / "meta.csv")
+    line = assert_refused(
+        out, "meta.csv", "a folder, not a metadata CSV file", before=before, roots=[data_root]
+    )
+    assert "not found" not in line
