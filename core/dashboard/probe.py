@@ -67,9 +67,10 @@ def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
 
     Refused with one InputError naming the upload (never the temporary file it is decoded from):
     a type not in UPLOAD_TYPES, an empty or oversized file (MAX_UPLOAD_BYTES), a header that
-    says 0 Hz, anything load_audio cannot decode (corrupt, truncated, all silence, NaN samples),
-    and audio shorter than MIN_UPLOAD_S or longer than MAX_UPLOAD_S (checked from the header
-    before decoding where the format has one, so a small file cannot expand to hours of samples).
+    says 0 Hz, 1 Hz or any rate no audio has, anything load_audio cannot decode (corrupt,
+    truncated, all silence, NaN samples), and audio shorter than MIN_UPLOAD_S or longer than
+    MAX_UPLOAD_S (checked from the header before decoding where the format has one, and while
+    decoding a stream without a length, so a small file cannot expand to hours of samples).
     """
     from core.audio.read import load_audio
 
@@ -91,7 +92,7 @@ def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
             raise write_failure(path, exc) from None
         try:
             _check_header(path, shown)
-            audio = load_audio(path)
+            audio = load_audio(path, max_seconds=MAX_UPLOAD_S)
         except VoxSAEError as exc:
             raise type(exc)(str(exc).replace(str(path), shown)) from None
         except ValueError as exc:  # a decoder failing past load_audio's checks (a 0 Hz header)
@@ -101,14 +102,18 @@ def embed_upload(ws, name: str, data: bytes) -> np.ndarray:
 
 
 def _check_header(path: Path, shown: str) -> None:
-    """Refuse from the header alone (before decoding) a 0 Hz rate or a clip past MAX_UPLOAD_S."""
+    """Refuse from the header alone (before decoding) a rate no audio has or a clip past
+    MAX_UPLOAD_S. A stream whose header gives no length is held to MAX_UPLOAD_S while it is
+    decoded (load_audio's max_seconds)."""
+    from core.audio.read import UNKNOWN_FRAMES, check_rate
+
     try:
         info = sf.info(str(path))
     except RuntimeError:  # not a format libsndfile opens: load_audio tries the others
         return
-    if info.samplerate <= 0:
-        raise InputError(f"{shown}: header says {info.samplerate} Hz (not playable audio)")
-    _check_duration(info.frames / info.samplerate, shown, min_s=0.0)
+    check_rate(path, info.samplerate)
+    if info.frames < UNKNOWN_FRAMES:
+        _check_duration(info.frames / info.samplerate, shown, min_s=0.0)
 
 
 def _check_duration(seconds: float, shown: str, *, min_s: float = MIN_UPLOAD_S) -> None:

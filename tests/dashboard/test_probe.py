@@ -120,3 +120,23 @@ def test_a_good_upload_is_decoded_and_reaches_the_embedder(ws):
     cannot embed audio: the refusal names it)."""
     with pytest.raises(InputError, match="made with embedder 'x'"):
         probe.embed_upload(ws, "Clip.WAV", wav_of(tone(1.0)))
+
+
+def test_an_upload_whose_header_says_1_hz_is_refused_for_its_rate(ws, tmp_path):
+    from bad_audio import wav_saying_rate
+
+    data = wav_saying_rate(tmp_path / "one.wav", 1).read_bytes()
+    with pytest.raises(InputError, match=r"^one\.wav: corrupt audio header \(sample rate 1 Hz"):
+        probe.embed_upload(ws, "one.wav", data)
+
+
+def test_a_streamed_upload_is_held_to_the_limit_while_it_is_decoded(ws, tmp_path, monkeypatch):
+    from bad_audio import streamed_flac
+
+    monkeypatch.setattr(probe, "MAX_UPLOAD_S", 5.0)
+    data = streamed_flac(tmp_path / "s.flac", seconds=6.0).read_bytes()
+    with pytest.raises(InputError, match=r"^s\.flac: more than 0\.0833333 min of audio"):
+        probe.embed_upload(ws, "s.flac", data)
+    monkeypatch.setattr(probe, "MAX_UPLOAD_S", 600.0)
+    with pytest.raises(InputError, match="made with embedder 'x'"):  # decoded, as far as the embedder
+        probe.embed_upload(ws, "s.flac", data)

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bad_audio import write_voice
-from hostile_harness import Outcome, assert_refused, run_cli, snapshot
+import soundfile as sf
+from bad_audio import streamed_flac, write_voice
+from hostile_harness import Outcome, assert_refused, request, run_cli, snapshot
 
 from core.workspace.workspace import Workspace
 
@@ -152,3 +153,66 @@ def test_a_folder_given_as_the_metadata_csv(calls, tmp_path, data_root):
         out, "meta.csv", "a folder, not a metadata CSV file", before=before, roots=[data_root]
     )
     assert "not found" not in line
+
+
+def test_float_samples_far_past_full_scale_are_corrupt_not_silent(calls, data_root):
+    """A float WAV of +-3e38 overflowed the segmenter's energy into inf and was skipped as 'no
+    non-silent stretch'."""
+    wild = np.full(16_000 * 6, 3e38, np.float32)
+    wild[::2] *= -1
+    sf.write(calls / "wild.wav", wild, 16_000, subtype="FLOAT")
+    out = ingest(calls)
+    assert out.rc == 0, out
+    skipped = {s["file"]: s["reason"] for s in Workspace.open("w").info.provenance["skipped"]}
+    assert skipped == {"wild.wav": "corrupt audio (samples reach 3e+38; audio lies within -1..1)"}
+
+
+def test_a_streamed_flac_without_a_length_is_ingested(calls, data_root):
+    """libsndfile says 2**63 - 1 frames for a FLAC whose header gives no length; it was refused as
+    'too long to decode here (320255973501.9 h needs about 274877906944.0 GiB ...)'."""
+    streamed_flac(calls / "stream.flac", seed=3)
+    out = ingest(calls)
+    assert out.rc == 0 and "skipped" not in out.out, out
+    seg = Workspace.open("w").segments
+    stream = seg[seg["source"] == "stream.flac"]
+    assert len(stream) == 1 and 5.5 < float(stream["duration_s"].iloc[0]) <= 8.0
+
+
+@pytest.fixture
+def resemblyzer_ws(data_root):
+    """A 256-d workspace made with resemblyzer's name, so an upload is embedded for real."""
+    seg, emb = corpus(dim=256)
+    return Workspace.create("r", seg, emb, embedder="resemblyzer", sample_rate=16_000)
+
+
+def test_upload_with_a_1_hz_header_is_named_for_its_rate(resemblyzer_ws, tmp_path, data_root):
+    """It was refused as '1866.7 min of audio'."""
+    from bad_audio import wav_saying_rate
+
+    from core.dashboard.probe import embed_upload
+
+    data = wav_saying_rate(tmp_path / "one.wav", 1).read_bytes()
+    before = snapshot(data_root)
+    line = assert_refused(
+        request(embed_upload, resemblyzer_ws, "one.wav", data),
+        "one.wav",
+        "corrupt audio header (sample rate 1 Hz",
+        before=before,
+        roots=[data_root],
+    )
+    assert "min of audio" not in line
+
+
+def test_upload_of_a_streamed_flac_is_embedded(resemblyzer_ws, tmp_path):
+    """It was refused as '19215358410114.1 min of audio'."""
+    from core.dashboard.probe import embed_upload
+
+    data = streamed_flac(tmp_path / "clip.flac", seed=2).read_bytes()
+    out = request(
+        embed_upload,
+        resemblyzer_ws,
+        "clip.flac",
+        data,
+        answer=lambda emb: Outcome(0, f"{emb.shape} finite={np.isfinite(emb).all()}", ""),
+    )
+    assert out.rc == 0 and out.out == "(256,) finite=True", out
