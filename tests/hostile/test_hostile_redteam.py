@@ -20,13 +20,15 @@ every file that existed before byte-identical (hostile_harness.assert_refused).
 
 from __future__ import annotations
 
+import threading
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from bad_audio import streamed_flac, write_voice
+from bad_audio import non_utf8_name, streamed_flac, write_voice
 from hostile_harness import Outcome, assert_refused, request, run_cli, snapshot
 
 from core.workspace.workspace import Workspace
@@ -155,6 +157,82 @@ def test_a_folder_given_as_the_metadata_csv(calls, tmp_path, data_root):
     assert "not found" not in line
 
 
+def test_a_row_naming_a_symlink_loop(calls, tmp_path, data_root):
+    (calls / "loop1.wav").symlink_to(calls / "loop2.wav")
+    (calls / "loop2.wav").symlink_to(calls / "loop1.wav")
+    refused_ingest(
+        calls,
+        "file,speaker\na.wav,A\nloop1.wav,B\n",
+        "meta.csv row 3",
+        "file 'loop1.wav'",
+        "a symlink loop",
+        tmp_path=tmp_path,
+        data_root=data_root,
+    )
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "in_csv", "why"),
+    [
+        ("Call-A.wav", "call-a.wav", "differ only in letter case"),
+        (
+            unicodedata.normalize("NFC", "llamada-café.wav"),
+            unicodedata.normalize("NFD", "llamada-café.wav"),
+            "differ only in Unicode normalisation",
+        ),
+    ],
+    ids=["case", "nfd-vs-nfc"],
+)
+def test_a_file_that_differs_from_the_one_on_disk_only_in_spelling(tmp_path, data_root, on_disk, in_csv, why):
+    """On Linux the names are different files; the error says which file the row probably means."""
+    folder = tmp_path / "calls"
+    write_voice(folder / on_disk, seed=1)
+    line = refused_ingest(
+        folder,
+        f"file,speaker\n{in_csv},A\n",
+        "meta.csv row 2",
+        "not found under",
+        f"the folder holds {on_disk!r}",
+        why,
+        tmp_path=tmp_path,
+        data_root=data_root,
+    )
+    assert in_csv in line
+
+
+def test_a_trailing_space_in_file_still_names_the_file(calls, tmp_path, data_root):
+    (tmp_path / "meta.csv").write_text("file,speaker\na.wav  ,Ana\n")
+    out = ingest(calls, "--metadata", tmp_path / "meta.csv")
+    assert out.rc == 0, out
+    seg = Workspace.open("w").segments
+    assert list(seg["source"]) == ["a.wav"] and list(seg["speaker"]) == ["Ana"]
+
+
+# -- audio folders ---------------------------------------------------------------------------------
+def test_a_symlink_loop_in_the_folder_is_skipped(calls, data_root):
+    (calls / "loop1.wav").symlink_to(calls / "loop2.wav")
+    (calls / "loop2.wav").symlink_to(calls / "loop1.wav")
+    out = ingest(calls)
+    assert out.rc == 0 and "Traceback" not in out.err, out
+    ws = Workspace.open("w")
+    assert list(ws.segments["source"]) == ["a.wav"]
+    skipped = {s["file"]: s["reason"] for s in ws.info.provenance["skipped"]}
+    assert skipped == {"loop1.wav": "a symlink loop: not read", "loop2.wav": "a symlink loop: not read"}
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(calls, data_root):
+    name = non_utf8_name(calls)
+    out = ingest(calls)
+    assert out.rc == 0 and "Traceback" not in out.err, out
+    shown = name.decode("utf-8", "backslashreplace")  # caf\xe9-\xff.wav
+    reason = "its name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8) to ingest it"
+    assert f"    {shown}: {reason}" in out.out
+    out.out.encode("utf-8")  # printable on any UTF-8 terminal: no lone surrogates
+    ws = Workspace.open("w")
+    assert list(ws.segments["source"]) == ["a.wav"]
+    assert ws.info.provenance["skipped"] == [{"file": shown, "reason": reason}]
+
+
 def test_float_samples_far_past_full_scale_are_corrupt_not_silent(calls, data_root):
     """A float WAV of +-3e38 overflowed the segmenter's energy into inf and was skipped as 'no
     non-silent stretch'."""
@@ -176,6 +254,37 @@ def test_a_streamed_flac_without_a_length_is_ingested(calls, data_root):
     seg = Workspace.open("w").segments
     stream = seg[seg["source"] == "stream.flac"]
     assert len(stream) == 1 and 5.5 < float(stream["duration_s"].iloc[0]) <= 8.0
+
+
+def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, data_root, monkeypatch):
+    """Ingest B is writing a cache entry (its temporary file open) when ingest A of another folder
+    into the same workspace finishes: A's clean-up of 'a cache write a killed run never finished'
+    deleted B's file under it, and B failed with 'cannot write ...: No such file or directory'."""
+    folder_a, folder_b = tmp_path / "a", tmp_path / "b"
+    write_voice(folder_a / "a.wav", seed=1)
+    write_voice(folder_b / "b.wav", seed=2)
+    assert ingest(folder_a).rc == 0  # the embedder is loaded; the workspace exists
+    writing, a_done = threading.Event(), threading.Event()
+    real_savez = np.savez
+
+    def savez(fh, **arrays):  # only ingest's cache writes call it
+        real_savez(fh, **arrays)
+        if threading.current_thread().name == "B" and not writing.is_set():
+            writing.set()  # B's temporary file is written and still open: A runs to its end now
+            assert a_done.wait(120)
+
+    monkeypatch.setattr(np, "savez", savez)
+    outcome = {}
+    b = threading.Thread(target=lambda: outcome.update(b=ingest(folder_b)), name="B")
+    b.start()
+    assert writing.wait(120)
+    write_voice(folder_a / "a2.wav", seed=4)
+    out_a = ingest(folder_a)
+    a_done.set()
+    b.join(120)
+    assert out_a.rc == 0, out_a
+    assert outcome["b"].rc == 0, outcome["b"]
+    assert list(Workspace.open("w").segments["source"]) == ["b.wav"]  # B finished last
 
 
 @pytest.fixture
