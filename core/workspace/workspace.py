@@ -14,7 +14,16 @@ A workspace is only ever written into a folder that is new, empty or already a V
 inside it and commits them by renaming that folder to `.new-corpus` (NEW_CORPUS_DIR); its files
 then move into place with workspace.json last. Anything that opens the workspace finishes a
 commit a crash interrupted before reading, so every reader sees either the old complete corpus
-or the new one. Writers of one workspace take turns (flock on its folder).
+or the new one. Writers of one workspace take turns (flock on its folder), and one that waited
+moves in the corpus its predecessor committed before committing its own. A `.new-corpus` that is
+a link is never followed.
+
+Opening checks what a hand edit or a damaged disk can break, with one InputError naming the file:
+workspace.json's fields and types (and a format newer than this code reads), segments.parquet
+(there, readable, n_segments rows, the base columns) and embeddings.npy (there, a .npy, no pickled
+objects, native float32, shape (n_segments, dim)), reading only the Parquet footer and the .npy
+header. A workspace name is a folder name: no NUL byte, at most NAME_MAX bytes a component; the
+data folder must be a folder; a broken link is not followed.
 
 Everything later in the data flow (models/, analyses/, labels.sqlite, cache/) lives beside these
 and records the workspace `fingerprint` it was computed from, so a changed corpus invalidates
@@ -61,15 +70,47 @@ from core.errors import InputError, NotFoundError
 logger = logging.getLogger(__name__)
 
 
+NAME_MAX = 255
+"""Longest folder name, in bytes, of the file systems a workspace lives on (ext4, xfs, tmpfs, APFS)."""
+COLUMN_SUFFIX = " (column)"
+"""Appended to a metadata column's name where a table or summary of its own uses that name
+(`hours`, `segments`, the probe's `cosine`), so neither hides the other."""
+
+
+def _shown_name(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+
+
 def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
     """A bare name means data/NAME; anything with a path separator (or existing) is a path."""
     text = str(name_or_path)
     if not text or text in {".", ".."}:
         raise InputError(f"workspace name {text!r} is not valid")
+    if "\x00" in text:
+        raise InputError(f"--workspace {_shown_name(text)}: a NUL byte cannot be part of a folder name")
     candidate = Path(text).expanduser()
+    longest = max(len(os.fsencode(part)) for part in candidate.parts)
+    if longest > NAME_MAX:
+        raise InputError(
+            f"--workspace {_shown_name(text)}: a folder name of {longest} bytes; at most {NAME_MAX} fit"
+        )
     if os.sep in text or "/" in text or candidate.is_absolute():
-        return candidate.resolve()
-    return data_root() / text
+        return _not_a_broken_link(candidate).resolve()
+    root = data_root()
+    if root.exists() and not root.is_dir():
+        where = f"VOXSAE_DATA {root}" if os.environ.get("VOXSAE_DATA") else f"the data folder {root}"
+        raise InputError(f"{where} is a file, not a folder of workspaces")
+    return _not_a_broken_link(root / text)
+
+
+def _not_a_broken_link(path: Path) -> Path:
+    """`path`, unless it is a link to nothing: following it would create a folder wherever it leads."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(
+            f"--workspace {path}: a broken link (to {os.readlink(path)}); point it at a workspace or an "
+            "empty folder, or remove it"
+        )
+    return path
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -247,33 +288,48 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pending_commit(commit: Path) -> bool:
+    """Whether a committed corpus waits at `commit`; a link there is refused, never followed (it
+    would move the files it leads to into the workspace)."""
+    if commit.is_symlink():
+        raise InputError(
+            f"{commit}: a link (to {os.readlink(commit)}), not followed: a workspace's commit folder is "
+            "a plain folder; remove the link"
+        )
+    return commit.is_dir()
+
+
 def _finish_commit(root: Path) -> None:
-    """Move a committed new corpus (root/NEW_CORPUS_DIR) into place, workspace.json last.
+    """Move a committed new corpus (root/NEW_CORPUS_DIR) into place, workspace.json last."""
+    if _pending_commit(root / NEW_CORPUS_DIR):
+        with _writer_lock(root):
+            _move_commit_in(root)
+
+
+def _move_commit_in(root: Path) -> None:
+    """_finish_commit's work, with the writer lock held.
 
     Idempotent: a crash at any point leaves a state this finishes. A folder in place is first
     moved aside into the commit folder (a rename cannot replace a non-empty folder).
     """
     commit = root / NEW_CORPUS_DIR
-    if not commit.is_dir():
+    if not _pending_commit(commit):  # nothing committed, or another process finished it while we waited
         return
-    with _writer_lock(root):
-        if not commit.is_dir():  # another process finished it while we waited
-            return
-        aside = commit / ".old"
-        try:
-            names = sorted(p.name for p in commit.iterdir() if p.name not in (WORKSPACE_JSON, aside.name))
-            for name in [*names, WORKSPACE_JSON]:
-                new, target = commit / name, root / name
-                if not new.exists():
-                    continue
-                if new.is_dir() and (target.exists() or target.is_symlink()):
-                    aside.mkdir(exist_ok=True)
-                    os.replace(target, aside / name)
-                os.replace(new, target)
-            _fsync_dir(root)
-            shutil.rmtree(commit)
-        except OSError as exc:
-            raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
+    aside = commit / ".old"
+    try:
+        names = sorted(p.name for p in commit.iterdir() if p.name not in (WORKSPACE_JSON, aside.name))
+        for name in [*names, WORKSPACE_JSON]:
+            new, target = commit / name, root / name
+            if not new.exists():
+                continue
+            if new.is_dir() and (target.exists() or target.is_symlink()):
+                aside.mkdir(exist_ok=True)
+                os.replace(target, aside / name)
+            os.replace(new, target)
+        _fsync_dir(root)
+        shutil.rmtree(commit)
+    except OSError as exc:
+        raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
 
 
 def _write_staged(path: Path, target: Path, write) -> None:

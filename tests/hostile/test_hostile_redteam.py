@@ -31,6 +31,7 @@ import soundfile as sf
 from bad_audio import non_utf8_name, streamed_flac, write_voice
 from hostile_harness import Outcome, assert_refused, request, run_cli, snapshot
 
+from core.constants import NEW_CORPUS_DIR, WORKSPACE_JSON
 from core.workspace.workspace import Workspace
 
 N, DIM = 40, 16
@@ -254,6 +255,89 @@ def test_a_streamed_flac_without_a_length_is_ingested(calls, data_root):
     seg = Workspace.open("w").segments
     stream = seg[seg["source"] == "stream.flac"]
     assert len(stream) == 1 and 5.5 < float(stream["duration_s"].iloc[0]) <= 8.0
+
+
+# -- workspace names and the data folder ----------------------------------------------------------
+def import_corpus(tmp_path, workspace: str | Path, seed: int = 0) -> tuple[Outcome, np.ndarray]:
+    """import-embeddings of corpus(seed) (written as tmp_path/emb.npy and m.csv) into `workspace`."""
+    seg, emb = corpus(seed=seed)
+    np.save(tmp_path / "emb.npy", emb)
+    (tmp_path / "m.csv").write_text(metadata_text(seg))
+    argv = [
+        "import-embeddings",
+        tmp_path / "emb.npy",
+        "--workspace",
+        workspace,
+        "--metadata",
+        tmp_path / "m.csv",
+    ]
+    return run_cli(*argv), emb
+
+
+def test_a_nul_byte_in_the_workspace_name(tmp_path, data_root):
+    before = snapshot(data_root)
+    out, _ = import_corpus(tmp_path, "a\x00b")
+    assert_refused(
+        out, "--workspace 'a\\x00b'", "a NUL byte", before=before, roots=[data_root], allow_new=False
+    )
+
+
+def test_a_300_character_workspace_name(tmp_path, data_root):
+    before = snapshot(data_root)
+    out, _ = import_corpus(tmp_path, "x" * 300)
+    line = assert_refused(
+        out, "--workspace", "300 bytes", "at most 255", before=before, roots=[data_root], allow_new=False
+    )
+    assert len(line) < 300
+
+
+def test_a_broken_link_as_the_workspace_is_not_followed(tmp_path, data_root):
+    """data/w -> /somewhere/else that does not exist: import-embeddings created /somewhere/else
+    and wrote the workspace there."""
+    elsewhere = tmp_path / "elsewhere" / "w"
+    (data_root / "w").symlink_to(elsewhere)
+    before = snapshot(data_root)
+    out, _ = import_corpus(tmp_path, "w")
+    assert_refused(
+        out, str(data_root / "w"), "a broken link", str(elsewhere), before=before, roots=[data_root]
+    )
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_link_to_a_workspace_elsewhere_is_used_where_it_leads(small_ws, tmp_path, data_root):
+    """The control: data/big -> a workspace on another disk is replaced in place."""
+    (data_root / "big").symlink_to(small_ws)
+    out, emb = import_corpus(tmp_path, "big", seed=5)
+    assert out.rc == 0, out
+    assert (data_root / "big").is_symlink()
+    np.testing.assert_array_equal(np.asarray(Workspace.open(small_ws).embeddings), emb)
+
+
+def test_voxsae_data_pointing_to_a_file(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "data.txt"
+    not_a_folder.write_text("keep me")
+    monkeypatch.setenv("VOXSAE_DATA", str(not_a_folder))
+    before = snapshot(not_a_folder)
+    for out in (import_corpus(tmp_path, "w")[0], run_cli("summary", "--workspace", "w")):
+        assert_refused(
+            out, f"VOXSAE_DATA {not_a_folder}", "is a file, not a folder", before=before, roots=[not_a_folder]
+        )
+
+
+def test_a_planted_new_corpus_link_is_not_followed(small_ws, tmp_path):
+    """A `.new-corpus` link in a workspace (a commit folder, to the code that finishes commits)
+    leading to a user's folder: opening the workspace moved the user's files into it."""
+    users = tmp_path / "thesis"
+    users.mkdir()
+    (users / "chapter1.tex").write_text("years of work")
+    (users / WORKSPACE_JSON).write_text("{}")
+    (small_ws / NEW_CORPUS_DIR).symlink_to(users)
+    before = snapshot(users, small_ws)
+    out = run_cli("summary", "--workspace", "s")
+    assert_refused(
+        out, str(small_ws / NEW_CORPUS_DIR), "a link", "not followed", before=before, roots=[users, small_ws]
+    )
+    assert sorted(p.name for p in users.iterdir()) == ["chapter1.tex", WORKSPACE_JSON]
 
 
 def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, data_root, monkeypatch):

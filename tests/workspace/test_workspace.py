@@ -279,3 +279,43 @@ def test_kill_9_mid_swap_leaves_a_workspace_that_opens_complete(tmp_path, segmen
     ws = _consistent(root)
     assert ws.embedder == "new" and len(ws) == 9
     assert not (root / NEW_CORPUS_DIR).exists()
+
+
+# -- names, links, hand edits, fingerprints, two writers ----------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("a\x00b", r"--workspace 'a\\x00b': a NUL byte cannot be part of a folder name"),
+        ("x" * 256, r"--workspace 'x{57}'\.\.\.: a folder name of 256 bytes; at most 255 fit"),
+        ("deep/" + "é" * 128, r"a folder name of 256 bytes"),  # bytes, not characters
+    ],
+    ids=["nul", "256-chars", "256-bytes"],
+)
+def test_names_no_folder_can_have(name, match):
+    with pytest.raises(InputError, match=match):
+        resolve_workspace_path(name)
+    assert resolve_workspace_path("x" * 255).name == "x" * 255
+
+
+def test_a_data_folder_that_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / "data").write_text("")
+    monkeypatch.setenv("VOXSAE_DATA", str(tmp_path / "data"))
+    with pytest.raises(InputError, match=r"VOXSAE_DATA .*/data is a file, not a folder of workspaces"):
+        resolve_workspace_path("w")
+
+
+def test_a_broken_link_is_not_a_target(tmp_path):
+    (tmp_path / "w").symlink_to(tmp_path / "gone")
+    with pytest.raises(InputError, match=r"w: a broken link \(to .*gone\)"):
+        check_target(tmp_path / "w")
+
+
+def test_a_commit_folder_that_is_a_link_is_not_followed(segments_factory, tmp_path):
+    root = tmp_path / "w"
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("mine")
+    (root / NEW_CORPUS_DIR).symlink_to(tmp_path / "mine")
+    with pytest.raises(InputError, match=r"\.new-corpus: a link \(to .*mine\), not followed"):
+        Workspace(root)
+    assert (tmp_path / "mine" / "notes.md").read_text() == "mine"
