@@ -24,7 +24,14 @@ import pandas as pd
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
 from core.workspace.metadata import csv_line, read_metadata_csv
-from core.workspace.workspace import Workspace, announce_replacement, check_target, validate_embeddings
+from core.workspace.workspace import (
+    Workspace,
+    announce_replacement,
+    check_target,
+    npy_header,
+    read_info,
+    validate_embeddings,
+)
 
 IMPORTED_EMBEDDER = "imported"
 
@@ -62,15 +69,16 @@ def load_embeddings(path: str | Path) -> np.ndarray:
 
 
 def _npy_array(path: Path) -> np.ndarray:
-    from numpy.lib import format as npy_format
-
-    with open(path, "rb") as fh:
-        magic = fh.read(len(npy_format.MAGIC_PREFIX))
-    if magic != npy_format.MAGIC_PREFIX:
-        what = (
-            "a zip archive (.npz?)" if magic.startswith(b"PK") else "it does not start with the .npy header"
-        )
-        raise InputError(f"{path}: not a .npy file ({what}); save the array with numpy.save")
+    header = npy_header(path)  # InputError for a file that is not a .npy at all
+    if header is not None:
+        shape, _, dtype, offset = header
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = path.stat().st_size - offset
+        if not dtype.hasobject and declared > held:  # numpy would allocate all of it first
+            raise InputError(
+                f"{path}: not a readable .npy array (the header declares shape {shape} {dtype.str} "
+                f"({declared:,} bytes) but the file holds {held:,}: truncated, or not a real array)"
+            )
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -178,12 +186,12 @@ def import_embeddings(
             "the CSV needs one row per embedding, in the same order"
         )
     segments = build_segments(meta, metadata)
-    if Workspace.exists(workspace):
-        existing = Workspace.open(workspace)
+    existing = read_info(root)  # its workspace.json alone: the corpus it replaces may be damaged
+    if existing is not None:
         if existing.dim != embeddings.shape[1]:
             raise InputError(
                 f"{file}: embedding dim {embeddings.shape[1]} does not match workspace "
-                f"{existing.name} (dim {existing.dim}); use another --workspace name"
+                f"{root.name} (dim {existing.dim}); use another --workspace name"
             )
         announce_replacement(root, "import-embeddings")
     provenance = {

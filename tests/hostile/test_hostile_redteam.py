@@ -20,7 +20,10 @@ every file that existed before byte-identical (hostile_harness.assert_refused).
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 import unicodedata
 from pathlib import Path
 
@@ -31,8 +34,8 @@ import soundfile as sf
 from bad_audio import non_utf8_name, streamed_flac, write_voice
 from hostile_harness import Outcome, assert_refused, request, run_cli, snapshot
 
-from core.constants import NEW_CORPUS_DIR, WORKSPACE_JSON
-from core.workspace.workspace import Workspace
+from core.constants import EMBEDDINGS_NPY, NEW_CORPUS_DIR, SEGMENTS_PARQUET, WORKSPACE_JSON
+from core.workspace.workspace import Workspace, fingerprint_of
 
 N, DIM = 40, 16
 
@@ -340,6 +343,138 @@ def test_a_planted_new_corpus_link_is_not_followed(small_ws, tmp_path):
     assert sorted(p.name for p in users.iterdir()) == ["chapter1.tex", WORKSPACE_JSON]
 
 
+# -- workspace files edited by hand ----------------------------------------------------------------
+def _edit_json(**changes):
+    def edit(root: Path) -> None:
+        info = json.loads((root / WORKSPACE_JSON).read_text())
+        for key, value in changes.items():
+            info[key] = value
+        (root / WORKSPACE_JSON).write_text(json.dumps(info))
+
+    return edit
+
+
+def _save_embeddings(transform):
+    def edit(root: Path) -> None:
+        path = root / EMBEDDINGS_NPY
+        arr = np.load(path)
+        os.remove(path)
+        np.save(path, transform(arr), allow_pickle=True)
+
+    return edit
+
+
+def _rewrite_segments(transform):
+    def edit(root: Path) -> None:
+        path = root / SEGMENTS_PARQUET
+        transform(pd.read_parquet(path)).to_parquet(path, index=False)
+
+    return edit
+
+
+HAND_EDITS = {
+    # workspace.json lies
+    "dim-lie": (_edit_json(dim=99), ["embeddings.npy", "shape (40, 16)", "workspace.json says (40, 99)"]),
+    "n-segments-lie": (_edit_json(n_segments=3), ["segments.parquet", "40 rows", "workspace.json says 3"]),
+    "dim-as-text": (_edit_json(dim="16"), ["workspace.json", "dim '16' is not a whole number"]),
+    "provenance-null": (
+        _edit_json(provenance=None),
+        ["workspace.json", "provenance None is not a JSON object"],
+    ),
+    "newer-format": (
+        _edit_json(format_version=99),
+        ["workspace.json", "format 99", "this VoxSAE reads format 1"],
+    ),
+    # segments.parquet
+    "segments-deleted": (
+        lambda r: (r / SEGMENTS_PARQUET).unlink(),
+        ["workspace s is incomplete", "segments.parquet is missing"],
+    ),
+    "segments-damaged": (
+        lambda r: (r / SEGMENTS_PARQUET).write_bytes(b"junk" * 100),
+        ["segments.parquet", "not a readable Parquet file"],
+    ),
+    "segments-cut-short": (
+        _rewrite_segments(lambda s: s.iloc[:30]),
+        ["segments.parquet", "30 rows", "workspace.json says 40"],
+    ),
+    "segments-without-ids": (
+        _rewrite_segments(lambda s: s.drop(columns=["segment_id"])),
+        ["segments.parquet", "lacks column(s) segment_id"],
+    ),
+    # embeddings.npy
+    "embeddings-deleted": (
+        lambda r: (r / EMBEDDINGS_NPY).unlink(),
+        ["workspace s is incomplete", "embeddings.npy is missing"],
+    ),
+    "embeddings-pickled": (
+        _save_embeddings(lambda a: np.array(a.tolist(), dtype=object)),
+        ["embeddings.npy", "pickled Python objects", "never loaded"],
+    ),
+    "embeddings-big-endian": (
+        _save_embeddings(lambda a: a.astype(">f4")),
+        ["embeddings.npy", "holds >f4 values", "float32"],
+    ),
+    "embeddings-float64": (
+        _save_embeddings(lambda a: a.astype("<f8")),
+        ["embeddings.npy", "holds <f8 values", "float32"],
+    ),
+    "embeddings-text": (
+        lambda r: (r / EMBEDDINGS_NPY).write_text("0.1,0.2\n"),
+        ["embeddings.npy", "not a .npy file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(HAND_EDITS))
+def test_a_workspace_edited_by_hand_is_refused_on_open(small_ws, data_root, edit):
+    """Before: a lying dim or n_segments made summary print the lie and drop the probes without
+    a word, a cut-short segment table was silently misaligned with the embeddings, a damaged or
+    pickled file was a traceback, a missing one 'error: a file: ...'."""
+    change, needles = HAND_EDITS[edit]
+    change(small_ws)
+    before = snapshot(data_root)
+    assert_refused(run_cli("summary", "--workspace", "s"), *needles, before=before, roots=[data_root])
+    ws = request(Workspace.open, "s")  # what every command and page opens it with
+    assert_refused(ws, *needles)
+
+
+def test_a_damaged_workspace_can_be_replaced(small_ws, tmp_path):
+    """The way out the refusals name: importing a corpus over the damaged one."""
+    (small_ws / SEGMENTS_PARQUET).write_bytes(b"junk")
+    out, emb = import_corpus(tmp_path, "s", seed=7)
+    assert out.rc == 0, out
+    np.testing.assert_array_equal(np.asarray(Workspace.open("s").embeddings), emb)
+
+
+def test_fortran_ordered_embeddings_still_open(small_ws):
+    """The control: the same numbers in Fortran order are the same corpus."""
+    fp = Workspace.open("s").fingerprint
+    _save_embeddings(np.asfortranarray)(small_ws)
+    ws = Workspace.open("s")
+    assert ws.fingerprint == fp and np.asarray(ws.embeddings).shape == (N, DIM)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _save_embeddings(lambda a: a[::-1].copy()),
+        _rewrite_segments(lambda s: s.assign(language=s["language"].iloc[::-1].to_numpy())),
+    ],
+    ids=["embeddings", "a-labels-column"],
+)
+def test_corpus_files_replaced_by_hand_change_the_fingerprint(small_ws, edit):
+    """Models, analyses and caches are keyed on the workspace fingerprint: one that stayed as
+    workspace.json recorded it after the corpus files were replaced would serve their results
+    for the old corpus."""
+    recorded = Workspace.open("s").fingerprint
+    time.sleep(0.05)  # a hand edit comes later than the clock tick the workspace was written in
+    edit(small_ws)
+    ws = Workspace.open("s")
+    assert ws.fingerprint != recorded
+    assert ws.fingerprint == fingerprint_of(ws.segments, np.asarray(ws.embeddings))
+
+
 def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, data_root, monkeypatch):
     """Ingest B is writing a cache entry (its temporary file open) when ingest A of another folder
     into the same workspace finishes: A's clean-up of 'a cache write a killed run never finished'
@@ -409,3 +544,27 @@ def test_upload_of_a_streamed_flac_is_embedded(resemblyzer_ws, tmp_path):
         answer=lambda emb: Outcome(0, f"{emb.shape} finite={np.isfinite(emb).all()}", ""),
     )
     assert out.rc == 0 and out.out == "(256,) finite=True", out
+
+
+def test_an_npy_header_declaring_terabytes(tmp_path, data_root):
+    """A 200-byte file whose header declares 10^7 x 10^5 float32: numpy tried to allocate 3.64 TiB."""
+    from numpy.lib import format as npy_format
+
+    bomb = tmp_path / "bomb.npy"
+    with open(bomb, "wb") as fh:
+        npy_format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**7, 10**5)}
+        )
+        fh.write(b"\0" * 64)
+    (tmp_path / "m.csv").write_text(metadata_text(corpus()[0]))
+    before = snapshot(data_root, bomb)
+    out = run_cli("import-embeddings", bomb, "--workspace", "w", "--metadata", tmp_path / "m.csv")
+    assert_refused(
+        out,
+        "bomb.npy",
+        "the header declares shape (10000000, 100000) <f4 (4,000,000,000,000 bytes)",
+        "the file holds 64",
+        before=before,
+        roots=[data_root, bomb],
+        allow_new=False,
+    )

@@ -310,6 +310,53 @@ def test_a_broken_link_is_not_a_target(tmp_path):
         check_target(tmp_path / "w")
 
 
+def test_workspace_json_fields_are_checked(segments_factory, tmp_path):
+    from core.workspace.workspace import read_info
+
+    ws = Workspace.create(
+        tmp_path / "w", segments_factory(4), np.ones((4, 2), np.float32), embedder="t", sample_rate=0
+    )
+    meta = ws.root / WORKSPACE_JSON
+    good = json.loads(meta.read_text())
+    assert read_info(ws.root).files == {
+        name: [(ws.root / name).stat().st_size, (ws.root / name).stat().st_mtime_ns]
+        for name in (SEGMENTS_PARQUET, EMBEDDINGS_NPY)
+    }
+    for change, why in [
+        ({"sample_rate": True}, "sample_rate True is not a whole number"),
+        ({"n_segments": 0}, "n_segments 0 is not positive"),
+        ({"name": 3}, "name 3 is not text"),
+        ({"files": []}, r"files \[\] is not a JSON object"),
+        ({"format_version": 2}, "format 2, written by a newer VoxSAE; this VoxSAE reads format 1"),
+    ]:
+        meta.write_text(json.dumps({**good, **change}))
+        with pytest.raises(InputError, match=rf"workspace\.json: not a VoxSAE workspace file \({why}"):
+            Workspace(ws.root)
+    meta.write_text(json.dumps({k: v for k, v in good.items() if k != "files"}))  # made before `files`
+    assert Workspace(ws.root).fingerprint == good["fingerprint"]  # computed from the content
+
+
+def test_the_fingerprint_is_read_from_content_only_when_the_files_changed(
+    segments_factory, tmp_path, monkeypatch
+):
+    import time
+
+    import core.workspace.workspace as wsmod
+
+    ws = Workspace.create(
+        tmp_path / "w", segments_factory(6), np.ones((6, 3), np.float32), embedder="t", sample_rate=0
+    )
+    computed = []
+    real = wsmod.fingerprint_of
+    monkeypatch.setattr(wsmod, "fingerprint_of", lambda *a: computed.append(1) or real(*a))
+    assert Workspace(ws.root).fingerprint == ws.info.fingerprint and computed == []
+    time.sleep(0.05)  # a later clock tick
+    np.save(ws.root / EMBEDDINGS_NPY, np.full((6, 3), 2.0, np.float32))
+    again = Workspace(ws.root)
+    assert again.fingerprint != ws.info.fingerprint and computed == [1]
+    assert again.fingerprint == real(again.segments, np.asarray(again.embeddings))
+
+
 def test_a_commit_folder_that_is_a_link_is_not_followed(segments_factory, tmp_path):
     root = tmp_path / "w"
     Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
