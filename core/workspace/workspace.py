@@ -584,6 +584,7 @@ class Workspace:
         except OSError as exc:
             raise atomic.write_failure(root, exc) from None
         with _writer_lock(root):
+            _move_commit_in(root)  # committed by a writer that ran while this one waited for the lock
             for stale in root.glob(f".{STAGING_NAME}.*"):  # staged by a writer that was killed
                 shutil.rmtree(stale, ignore_errors=True)
             staging = atomic.staging_dir(root, STAGING_NAME)

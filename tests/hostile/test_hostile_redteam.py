@@ -475,6 +475,49 @@ def test_corpus_files_replaced_by_hand_change_the_fingerprint(small_ws, edit):
     assert ws.fingerprint == fingerprint_of(ws.segments, np.asarray(ws.embeddings))
 
 
+# -- two writers at once -----------------------------------------------------------------------------
+def test_a_writer_that_waited_for_another_finishes_its_commit_first(small_ws, monkeypatch):
+    """B passes check_target, then waits for the folder lock while A commits (.new-corpus in the
+    folder, not moved in yet). B's commit rename then met A's folder: 'cannot write
+    workspace.json: Directory not empty'. Now B moves A's corpus in first, then commits its own."""
+    import fcntl
+
+    import core.workspace.workspace as wsmod
+
+    waiting = threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd, op):
+        if threading.current_thread().name == "B":
+            waiting.set()
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    outcome = {}
+
+    def writer_b():
+        outcome["b"] = request(Workspace.create, small_ws, *corpus(seed=2), embedder="B", sample_rate=0)
+
+    with wsmod._writer_lock(small_ws):
+        b = threading.Thread(target=writer_b, name="B")
+        b.start()
+        assert waiting.wait(30)
+        time.sleep(0.2)  # B now blocks on the lock
+        seg, emb = corpus(n=12, seed=1)  # A's committed corpus, as create leaves it before moving it in
+        staged = small_ws / NEW_CORPUS_DIR
+        staged.mkdir()
+        seg.to_parquet(staged / SEGMENTS_PARQUET, index=False)
+        np.save(staged / EMBEDDINGS_NPY, emb)
+        info = json.loads((small_ws / WORKSPACE_JSON).read_text())
+        info.update(embedder="A", n_segments=12, fingerprint=fingerprint_of(seg, emb), files=None)
+        (staged / WORKSPACE_JSON).write_text(json.dumps(info))
+    b.join(60)
+    assert outcome["b"].rc == 0, outcome["b"]
+    ws = Workspace.open("s")
+    assert ws.embedder == "B" and len(ws) == N
+    assert not [p.name for p in small_ws.iterdir() if p.name.startswith(".")]
+
+
 def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, data_root, monkeypatch):
     """Ingest B is writing a cache entry (its temporary file open) when ingest A of another folder
     into the same workspace finishes: A's clean-up of 'a cache write a killed run never finished'

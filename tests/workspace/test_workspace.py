@@ -357,6 +357,20 @@ def test_the_fingerprint_is_read_from_content_only_when_the_files_changed(
     assert again.fingerprint == real(again.segments, np.asarray(again.embeddings))
 
 
+def test_a_writer_finishes_a_commit_it_finds_before_staging_its_own(segments_factory, tmp_path, monkeypatch):
+    """What a writer that waited for the lock finds: a predecessor's committed .new-corpus."""
+    import core.workspace.workspace as wsmod
+
+    root = tmp_path / "w"
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    monkeypatch.setattr(wsmod, "_finish_commit", lambda r: None)  # the predecessor stops after its commit
+    Workspace.create(root, *_corpus(segments_factory, 7, 2.0), embedder="a", sample_rate=0)
+    assert (root / NEW_CORPUS_DIR).is_dir()
+    monkeypatch.undo()
+    ws = Workspace.create(root, *_corpus(segments_factory, 9, 3.0), embedder="b", sample_rate=0)
+    assert ws.embedder == "b" and len(ws) == 9 and not (root / NEW_CORPUS_DIR).exists()
+
+
 def test_a_commit_folder_that_is_a_link_is_not_followed(segments_factory, tmp_path):
     root = tmp_path / "w"
     Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
