@@ -6,11 +6,13 @@ numeric columns, one per dimension). The CSV has one row per embedding, in the s
 its `segment_id` column names them when present (otherwise seg000000, seg000001, ...), and
 `source`, `start_s`, `end_s`, `duration_s` are used when present; every other column becomes a
 segment attribute. Every bad input is one InputError naming the file (and row) at fault: a file
-that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, and only real
+that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, a header that
+declares more data than the file holds is refused before anything is allocated, and only real
 numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
-float32's range are refused, see workspace.validate_embeddings). The workspace folder is checked
-before anything is read (workspace.check_target): an existing folder that is not a workspace is
-refused, replacing a workspace is announced.
+float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
+negative, and end_s not before start_s. The workspace folder is checked before anything is read
+(workspace.check_target): an existing folder that is not a workspace is refused, replacing a
+workspace (a damaged one too) is announced.
 """
 
 from __future__ import annotations
@@ -157,15 +159,26 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
     for col in ("start_s", "end_s", "duration_s"):
         if col in frame.columns:
             values = pd.to_numeric(frame[col].replace("", np.nan), errors="coerce")
-            bad = np.flatnonzero(values.isna() & (frame[col] != ""))
-            if bad.size:
-                raise InputError(
-                    f"{csv_path} row {csv_line(meta, int(bad[0]))}: {col} {frame[col].iloc[bad[0]]!r} "
-                    "is not a number"
-                )
+            for problem, bad in (
+                ("is not a number", values.isna() & (frame[col] != "")),
+                ("is not a finite number", np.isinf(values)),
+                ("is negative", values < 0),
+            ):
+                if bad.any():
+                    row = int(np.flatnonzero(bad)[0])
+                    raise InputError(
+                        f"{csv_path} row {csv_line(meta, row)}: {col} {frame[col].iloc[row]!r} {problem}"
+                    )
             frame[col] = values
         else:
             frame[col] = np.nan
+    backwards = np.flatnonzero(frame["end_s"] < frame["start_s"])
+    if backwards.size:
+        row = int(backwards[0])
+        raise InputError(
+            f"{csv_path} row {csv_line(meta, row)}: end_s {frame['end_s'].iloc[row]} is before "
+            f"start_s {frame['start_s'].iloc[row]}"
+        )
     if frame["duration_s"].isna().all() and not frame["start_s"].isna().all():
         frame["duration_s"] = frame["end_s"] - frame["start_s"]
     rest = [c for c in frame.columns if c not in SEGMENT_BASE_COLUMNS]

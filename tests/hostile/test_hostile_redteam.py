@@ -589,6 +589,24 @@ def test_upload_of_a_streamed_flac_is_embedded(resemblyzer_ws, tmp_path):
     assert out.rc == 0 and out.out == "(256,) finite=True", out
 
 
+# -- times in a metadata CSV, .npy headers --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("column", "value", "why"),
+    [
+        ("start_s", "inf", "start_s 'inf' is not a finite number"),
+        ("end_s", "1e400", "end_s '1e400' is not a finite number"),
+        ("start_s", "-3", "start_s '-3' is negative"),
+        ("end_s", "1.5", "end_s 1.5 is before start_s 10.0"),
+    ],
+    ids=["inf", "overflow", "negative", "end-before-start"],
+)
+def test_segment_times_that_are_not_times(tmp_path, data_root, column, value, why):
+    """They were stored (hours inf in summary; a clip of an infinite range on the latent page)."""
+    seg = corpus()[0].assign(start_s="10.0", end_s="14.0").drop(columns=["source", "duration_s"])
+    seg.loc[6, column] = value
+    refused_import(seg.to_csv(index=False), "meta.csv row 8", why, tmp_path=tmp_path, data_root=data_root)
+
+
 def test_an_npy_header_declaring_terabytes(tmp_path, data_root):
     """A 200-byte file whose header declares 10^7 x 10^5 float32: numpy tried to allocate 3.64 TiB."""
     from numpy.lib import format as npy_format
