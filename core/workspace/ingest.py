@@ -404,7 +404,7 @@ def ingest(
     """Segment + embed every audio file under audio_dir into workspace (see module docstring)."""
     from tqdm import tqdm
 
-    from core.embedders import EMBEDDERS, embed_segments, get_embedder
+    from core.embedders import EMBEDDERS, check_jobs, embed_segments, get_embedder
 
     cfg = segmentation or SegmentationConfig()
     root = Path(audio_dir).expanduser().resolve()
@@ -412,8 +412,7 @@ def ingest(
         raise InputError(f"{audio_dir}: audio folder not found")
     if embedder not in EMBEDDERS:
         raise InputError(f"unknown embedder {embedder!r} (available: {', '.join(EMBEDDERS)})")
-    if jobs < 1:
-        raise InputError(f"ingest: --jobs must be at least 1, got {jobs}")
+    check_jobs(jobs, "ingest")
     if checkpoint:
         checkpoint = str(Path(checkpoint).expanduser().resolve())
     ws_root = check_target(workspace)

@@ -629,3 +629,40 @@ def test_an_npy_header_declaring_terabytes(tmp_path, data_root):
         roots=[data_root, bomb],
         allow_new=False,
     )
+
+
+# -- seeds, scales and job counts ---------------------------------------------------------------------------
+def test_demo_corpus_with_a_negative_seed(data_root):
+    before = snapshot(data_root)
+    assert_refused(
+        run_cli("demo-corpus", "--workspace", "d", "--seed", "-1"),
+        "--seed must be 0 or more, got -1",
+        before=before,
+        roots=[data_root],
+        allow_new=False,
+    )
+
+
+def test_demo_corpus_with_a_scale_the_disk_cannot_hold(data_root):
+    """--scale 1e9 (360 billion speakers) went straight to planning them."""
+    before = snapshot(data_root)
+    t0 = time.perf_counter()
+    line = assert_refused(
+        run_cli("demo-corpus", "--workspace", "d", "--scale", "1e9"),
+        "--scale 1e+09 would write about",
+        "GB of audio",
+        "free there",
+        before=before,
+        roots=[data_root],
+        allow_new=False,
+    )
+    assert time.perf_counter() - t0 < 5 and str(data_root) in line
+
+
+@pytest.mark.parametrize("command", ["ingest", "demo-corpus"])
+def test_a_job_count_no_machine_has(command, calls, data_root):
+    """--jobs 100000 would start 100,000 worker processes (demo-corpus at once; ingest for long audio)."""
+    before = snapshot(data_root)
+    argv = ["ingest", calls] if command == "ingest" else ["demo-corpus"]
+    out = run_cli(*argv, "--workspace", "d", "--jobs", "100000")
+    assert_refused(out, "--jobs 100000", "at most", before=before, roots=[data_root], allow_new=False)
