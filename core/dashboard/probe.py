@@ -14,8 +14,12 @@ import soundfile as sf
 from core.atomic import write_failure
 from core.constants import SAMPLE_RATE
 from core.errors import InputError, VoxSAEError
+from core.workspace.workspace import COLUMN_SUFFIX
 
 NEAREST_CHUNK_ROWS = 131_072
+NEAREST_ADDED = ("row", "cosine")
+"""Columns the nearest-segments table adds in front of the segment's own; a metadata column of the
+same name is kept as `NAME (column)` (workspace.COLUMN_SUFFIX)."""
 UPLOAD_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aiff", "au")
 """Audio file types the probe page accepts (anything core.audio.read.load_audio decodes)."""
 MAX_UPLOAD_BYTES = 25 * 2**20
@@ -170,7 +174,9 @@ def nearest_rows(
     cos /= np.maximum(norms, 1e-12)
     if exclude_row is not None:
         cos[int(exclude_row)] = -np.inf
-    k = min(k, len(cos))
+    k = min(k, len(cos) - (exclude_row is not None))  # the excluded row is never among them
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, float)
     near = np.argpartition(-cos, k - 1)[:k]
     near = near[np.argsort(-cos[near])]
     return near.astype(np.int64), cos[near].astype(float)
@@ -210,6 +216,7 @@ def probe_embedding(
         lat["density"] = stats["density"].to_numpy()[active]
     near, near_cos = nearest_rows(ws, e[0], n_nearest, exclude_row)
     nearest = ws.segments.iloc[near].reset_index(drop=True)
+    nearest = nearest.rename(columns={c: c + COLUMN_SUFFIX for c in NEAREST_ADDED if c in nearest.columns})
     nearest.insert(0, "cosine", near_cos)
     nearest.insert(0, "row", near.astype(np.int64))
     return ProbeResult(embedding=e[0], latents=lat, nearest=nearest)

@@ -704,6 +704,8 @@ class Workspace:
         return path if found else None
 
     def summary(self) -> dict:
+        """name, embedder, dim, segments, hours, speakers, and value -> count of each attribute of
+        at most 20 values (keyed `NAME (column)` where NAME is one of those fields)."""
         seg = self.segments
         out: dict[str, Any] = {
             "name": self.name,
@@ -713,11 +715,10 @@ class Workspace:
             "hours": float(seg["duration_s"].fillna(0).sum() / 3600.0),
         }
         for col in self.attributes():
-            if col == "segment_id":
-                continue
             values = seg[col].dropna().astype(str)
             if col == "speaker":
                 out["speakers"] = int(values[values != ""].nunique())
-            elif values.nunique() <= 20:
-                out[col] = {k: int(v) for k, v in values.value_counts().sort_index().items()}
+            elif values.nunique() <= 20:  # a column named like a figure above never replaces it
+                key = col + COLUMN_SUFFIX if col in SUMMARY_FIELDS else col
+                out[key] = {k: int(v) for k, v in values.value_counts().sort_index().items()}
         return out

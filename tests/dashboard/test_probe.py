@@ -122,6 +122,13 @@ def test_a_good_upload_is_decoded_and_reaches_the_embedder(ws):
         probe.embed_upload(ws, "Clip.WAV", wav_of(tone(1.0)))
 
 
+def test_nearest_rows_of_a_one_row_workspace_without_itself_is_empty(tmp_path, make_workspace):
+    one = make_workspace(tmp_path / "one", np.ones((1, D_IN)), language=["es"], gender="")
+    rows, sims = probe.nearest_rows(one, np.ones(D_IN), 5, exclude_row=0)
+    assert rows.size == 0 and sims.size == 0
+    assert list(probe.nearest_rows(one, np.ones(D_IN), 5)[0]) == [0]
+
+
 def test_an_upload_whose_header_says_1_hz_is_refused_for_its_rate(ws, tmp_path):
     from bad_audio import wav_saying_rate
 

@@ -549,6 +549,65 @@ def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, 
     assert list(Workspace.open("w").segments["source"]) == ["b.wav"]  # B finished last
 
 
+# -- summary and probe on odd workspaces ---------------------------------------------------------------
+def test_summary_with_columns_named_like_its_own_fields(data_root):
+    """Metadata columns `hours`, `segments`, `name` and `speakers` took the place of the summary's
+    own figures: summary crashed formatting a dict as hours, and the report's title showed one."""
+    seg, emb = corpus()
+    seg = seg.assign(hours="night", segments="two", name=[f"caller {i % 3}" for i in range(N)], speakers="1")
+    Workspace.create("odd", seg, emb, embedder="imported", sample_rate=0)
+    out = run_cli("summary", "--workspace", "odd")
+    assert out.rc == 0 and "Traceback" not in out.err, out
+    assert "segments   40   hours 0.04   speakers 8" in out.out
+    info = Workspace.open("odd").summary()
+    assert (info["name"], info["segments"], info["speakers"]) == ("odd", 40, 8)
+    assert info["hours (column)"] == {"night": 40} and info["name (column)"] == {
+        "caller 0": 14,
+        "caller 1": 13,
+        "caller 2": 13,
+    }
+
+
+def test_summary_says_why_a_probe_is_not_measured(data_root):
+    """One Spanish and one English speaker: the language probe was left out without a word."""
+    seg, emb = corpus()
+    seg["speaker"] = np.where(seg["language"] == "es", "ana", "bob")
+    Workspace.create("two", seg, emb, embedder="imported", sample_rate=0)
+    out = run_cli("summary", "--workspace", "two")
+    assert out.rc == 0, out
+    assert "  language: es vs en  not measured: need at least 2 speakers/calls on each side" in out.out
+
+
+def test_probe_nearest_with_columns_named_cosine_and_row(trained_ws):
+    """The nearest-segments table inserts `row` and `cosine`: a workspace with such metadata
+    columns made the Probe a clip page raise 'cannot insert cosine, already exists'."""
+    from core.dashboard.probe import probe_segment
+
+    seg = pd.read_parquet(trained_ws / SEGMENTS_PARQUET)
+    emb = np.load(trained_ws / EMBEDDINGS_NPY)
+    seg["cosine"], seg["row"] = "their cosine", "their row"
+    ws = Workspace.create(trained_ws, seg, emb, embedder="synthetic", sample_rate=16_000)
+    out = request(probe_segment, ws, "topk-L8-K2", seg["segment_id"].iloc[0], n_nearest=3)
+    assert out.rc == 0, out
+    nearest = probe_segment(ws, "topk-L8-K2", seg["segment_id"].iloc[0], n_nearest=3).nearest
+    assert list(nearest.columns[:2]) == ["row", "cosine"]
+    assert set(nearest["cosine (column)"]) == {"their cosine"} and set(nearest["row (column)"]) == {
+        "their row"
+    }
+    assert nearest["cosine"].between(-1.0001, 1.0001).all()
+
+
+def test_probe_segment_of_a_one_segment_workspace_has_no_nearest(trained_ws):
+    """The segment itself was listed as its own nearest, with cosine -inf."""
+    from core.dashboard.probe import probe_segment
+
+    seg = pd.read_parquet(trained_ws / SEGMENTS_PARQUET).iloc[:1]
+    emb = np.load(trained_ws / EMBEDDINGS_NPY)[:1]
+    ws = Workspace.create(trained_ws, seg, emb, embedder="synthetic", sample_rate=16_000)
+    result = probe_segment(ws, "topk-L8-K2", seg["segment_id"].iloc[0])
+    assert result.nearest.empty and len(result.latents) <= 2  # at most K = 2 active latents
+
+
 @pytest.fixture
 def resemblyzer_ws(data_root):
     """A 256-d workspace made with resemblyzer's name, so an upload is embedded for real."""

@@ -380,3 +380,15 @@ def test_a_commit_folder_that_is_a_link_is_not_followed(segments_factory, tmp_pa
     with pytest.raises(InputError, match=r"\.new-corpus: a link \(to .*mine\), not followed"):
         Workspace(root)
     assert (tmp_path / "mine" / "notes.md").read_text() == "mine"
+
+
+def test_summary_fields_are_not_replaced_by_columns(segments_factory, tmp_path):
+    seg = segments_factory(4).assign(dim="x", embedder="y", language="es")
+    ws = Workspace.create(tmp_path / "w", seg, np.ones((4, 2), np.float32), embedder="t", sample_rate=0)
+    info = ws.summary()
+    assert (info["dim"], info["embedder"], info["segments"]) == (2, "t", 4)
+    assert (
+        info["dim (column)"] == {"x": 4}
+        and info["embedder (column)"] == {"y": 4}
+        and info["language"] == {"es": 4}
+    )
