@@ -549,6 +549,112 @@ def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, 
     assert list(Workspace.open("w").segments["source"]) == ["b.wav"]  # B finished last
 
 
+# -- labels.sqlite ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["an-empty-file", "nowhere"])
+def test_a_label_store_that_is_a_link_is_never_written_through(small_ws, tmp_path, target):
+    """labels.sqlite -> an empty file (a stand-in for /etc/passwd or a cron file) or a path that
+    does not exist: a save wrote a 24 KB SQLite database there."""
+    from core.labels.store import LabelStore
+
+    decoy = tmp_path / target
+    if target == "an-empty-file":
+        decoy.write_bytes(b"")
+    (small_ws / "labels.sqlite").symlink_to(decoy)
+    store = LabelStore.for_workspace(Workspace.open("s"))
+    before = snapshot(small_ws, tmp_path)
+    for call in (lambda: store.save("m", 1, "x"), lambda: store.all()):
+        assert_refused(
+            request(call),
+            str(small_ws / "labels.sqlite"),
+            "a link",
+            "never followed",
+            before=before,
+            roots=[small_ws, tmp_path],
+            allow_new=False,
+        )
+    assert decoy.exists() == (target == "an-empty-file") and (not decoy.exists() or decoy.stat().st_size == 0)
+
+
+def test_a_label_csv_naming_a_column_twice(small_ws):
+    """`model,latent,name,latent`: the second latent silently won (latent 5 was saved)."""
+    from core.labels.store import LabelStore
+
+    store = LabelStore.for_workspace(Workspace.open("s"))
+    before = snapshot(small_ws)
+    out = request(store.import_text, "model,latent,name,latent\nm,1,x,5\n", "csv", where="labels.csv")
+    assert_refused(out, "labels.csv", "header names column 'latent' twice", before=before, roots=[small_ws])
+    assert store.all() == []
+
+
+def test_a_label_json_object_naming_a_key_twice(small_ws):
+    """`{"latent": 1, "latent": 7}`: Python's json kept the last one silently."""
+    from core.labels.store import LabelStore
+
+    store = LabelStore.for_workspace(Workspace.open("s"))
+    text = (
+        json.dumps([{"model": "m", "latent": 2, "name": "ok"}])[:-1]
+        + ', {"model": "m", "latent": 1, "latent": 7, "name": "x"}]'
+    )
+    report = store.import_text(text, "json", where="labels.json")
+    assert report.imported == 1 and report.errors == [(2, "key 'latent' appears twice")]
+    assert [(lab.latent, lab.name) for lab in store.all()] == [(2, "ok")]
+
+
+@pytest.mark.parametrize(
+    ("sql", "needles"),
+    [
+        ("UPDATE labels SET latent = 'abc'", ["model 'm'", "latent 'abc'", "is not a whole number"]),
+        (
+            "UPDATE labels SET confidence = 'high'",
+            ["model 'm'", "latent 1", "confidence 'high' is not a number"],
+        ),
+    ],
+    ids=["latent-text", "confidence-text"],
+)
+def test_a_hand_edited_label_database(small_ws, sql, needles):
+    """SQLite stores any type in any column: a row edited by hand was a ValueError traceback."""
+    import sqlite3
+
+    from core.labels.store import LabelStore
+
+    store = LabelStore.for_workspace(Workspace.open("s"))
+    store.save("m", 1, "x")
+    con = sqlite3.connect(store.path)
+    con.execute(sql)
+    con.commit()
+    con.close()  # only labels.sqlite stays on disk
+    before = snapshot(small_ws)
+    for call in (store.all, lambda: store.for_model("m")):
+        assert_refused(
+            request(call), str(store.path), "a damaged label", *needles, before=before, roots=[small_ws]
+        )
+
+
+def test_another_tools_labels_sqlite(small_ws):
+    """A labels.sqlite whose `labels` table has other columns: reading was an IndexError traceback."""
+    import sqlite3
+
+    from core.labels.store import LabelStore
+
+    path = small_ws / "labels.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE labels (model TEXT, latent INT, name TEXT)")
+    con.execute("INSERT INTO labels VALUES ('m', 1, 'theirs')")
+    con.commit()
+    con.close()
+    store = LabelStore(path)
+    before = snapshot(small_ws)
+    for call in (store.all, lambda: store.save("m", 2, "mine")):
+        assert_refused(
+            request(call),
+            str(path),
+            "not a VoxSAE label database",
+            "lacks column(s) description",
+            before=before,
+            roots=[small_ws],
+        )
+
+
 # -- summary and probe on odd workspaces ---------------------------------------------------------------
 def test_summary_with_columns_named_like_its_own_fields(data_root):
     """Metadata columns `hours`, `segments`, `name` and `speakers` took the place of the summary's
