@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import unicodedata
@@ -32,7 +34,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from bad_audio import non_utf8_name, streamed_flac, write_voice
-from hostile_harness import Outcome, assert_refused, request, run_cli, snapshot
+from hostile_harness import REPO, Outcome, assert_refused, request, run_cli, snapshot
 
 from core.constants import EMBEDDINGS_NPY, NEW_CORPUS_DIR, SEGMENTS_PARQUET, WORKSPACE_JSON
 from core.workspace.workspace import Workspace, fingerprint_of
@@ -547,6 +549,43 @@ def test_two_ingests_into_one_workspace_keep_each_others_cache_writes(tmp_path, 
     assert out_a.rc == 0, out_a
     assert outcome["b"].rc == 0, outcome["b"]
     assert list(Workspace.open("w").segments["source"]) == ["b.wav"]  # B finished last
+
+
+# -- the umask ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o077, 0o600, 0o700), (0o022, 0o644, 0o755)])
+def test_modes_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """import-embeddings and a label save in a fresh process under `umask`: every file and folder
+    of the workspace has the mode a plain open()/mkdir() gives under it."""
+    seg, emb = corpus()
+    np.save(tmp_path / "emb.npy", emb)
+    (tmp_path / "m.csv").write_text(metadata_text(seg))
+    data = tmp_path / "data"
+    script = (
+        "import sys; from core.cli import main; from core.labels.store import LabelStore;"
+        "from core.workspace.workspace import Workspace;"
+        f"rc = main(['import-embeddings', {str(tmp_path / 'emb.npy')!r}, '--workspace', 'w', "
+        f"'--metadata', {str(tmp_path / 'm.csv')!r}]);"
+        "LabelStore.for_workspace(Workspace.open('w')).save('m', 1, 'x'); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "VOXSAE_DATA": str(data)},
+        preexec_fn=lambda: os.umask(umask),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modes = {p.relative_to(data).as_posix(): p.stat().st_mode & 0o777 for p in [data, *data.rglob("*")]}
+    assert modes == {
+        ".": dir_mode,
+        "w": dir_mode,
+        "w/workspace.json": file_mode,
+        "w/segments.parquet": file_mode,
+        "w/embeddings.npy": file_mode,
+        "w/labels.sqlite": file_mode,
+    }
 
 
 # -- labels.sqlite ------------------------------------------------------------------------------------
