@@ -1,9 +1,11 @@
 """Audio files for the hostile-input tests (shared by tests/audio and tests/hostile): voice-like
 sound that segments into one 4-8 s piece, a real WAV whose header lies about its sample rate,
-and hours of zeros as a sparse file."""
+hours of zeros as a sparse file, a streamed FLAC whose header gives no length, and a file whose
+name is not valid UTF-8."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,25 @@ def sparse_zeros_wav(path: Path, hours: float, sr: int = 8000) -> Path:
         fh.write(head)
         fh.truncate(44 + size)
     return path
+
+
+def streamed_flac(path: Path, seed: int = 1, sr: int = SR, seconds: float = 6.0) -> Path:
+    """Voice-like audio as a FLAC whose STREAMINFO says "total samples unknown" (0), as a streaming
+    encoder writes one (legal FLAC); libsndfile then reports 2**63 - 1 frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, voice_like(seconds, 110.0 + 25 * seed, seed, sr), sr, format="FLAC")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # the first metadata block is STREAMINFO
+    at = 8 + 10  # after the block header and the block/frame sizes: 20-bit rate, 3 + 5 bits, 36-bit count
+    bits = int.from_bytes(data[at : at + 8], "big") & ~((1 << 36) - 1)
+    data[at : at + 8] = bits.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def non_utf8_name(folder: Path, seed: int = 2) -> bytes:
+    """A voice file in `folder` whose name holds the byte 0xff (not UTF-8); returns its name as bytes."""
+    name = b"caf\xe9-\xff.wav"  # Latin-1 bytes, as an old archive or a Windows share may hold
+    tmp = write_voice(folder / "tmp-rename.wav", seed=seed)
+    os.rename(os.fsencode(tmp), os.fsencode(folder) + b"/" + name)
+    return name

@@ -162,7 +162,11 @@ def hostile_uploads() -> list[tuple[str, bytes, str]]:
         ("header-only.wav", wav_of(np.zeros(0)), "empty audio"),
         ("silent.wav", wav_of(np.zeros(32_000)), "all silence"),
         ("nan.wav", wav_of(np.full(16_000, np.nan), subtype="FLOAT"), "NaN or inf"),
-        ("zero-hz.wav", zero_hz_wav(16_000), "corrupt audio header (sample rate 0 Hz"),
+        (
+            "zero-hz.wav",
+            zero_hz_wav(16_000),
+            "corrupt audio header (sample rate 0 Hz; audio is 4000-768000 Hz)",
+        ),
         ("click.wav", wav_of(tone(0.1)), "0.10 s of audio; a probed clip needs at least 0.5 s"),
         ("notes.txt", b"hello", "not an audio file type the probe reads"),
         ("no-extension", wav_of(tone(1.0)), "not an audio file type the probe reads"),

@@ -3,8 +3,13 @@
 soundfile (libsndfile) reads wav/flac/ogg/... directly; anything it cannot decode (mp3 on old
 libsndfile, m4a through audioread) falls back to librosa. Resampling uses soxr (high quality).
 Every failure the user can cause (unreadable, corrupt, truncated, empty, all-zero audio, a sample
-rate no audio has, a file too long to decode in the memory there is) is one InputError naming the
-file, so `ingest` can skip that file with its reason and go on with the rest of the folder.
+rate no audio has, float samples far past full scale, a file too long to decode in the memory
+there is, or longer than a caller's `max_seconds`) is one InputError naming the file, so `ingest`
+can skip that file with its reason and go on with the rest of the folder.
+
+A stream whose header gives no length (a FLAC from a streaming encoder: libsndfile then reports
+2**63 - 1 frames) is read block by block, counting what it holds, instead of being taken for an
+impossibly long file.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".
 
 SILENCE_PEAK = 1e-5
 """A file whose absolute peak stays below this (about -100 dBFS) is treated as all silence."""
+MAX_PEAK = 1e3
+"""A float file whose samples reach this (60 dB past full scale) holds numbers, not sound:
+segmentation's energy and the embedder's arithmetic overflow on it (+-3e38 read as silence)."""
+UNKNOWN_FRAMES = 2**62
+"""libsndfile's frame count for a stream without a length is SF_COUNT_MAX (2**63 - 1)."""
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 768_000
@@ -42,7 +52,8 @@ DECODE_COPIES = 3
 """Bytes a decode holds at once, in float32 samples per output sample (decoded, mono, resampled)."""
 
 
-def _check_rate(path: Path, sr: int) -> None:
+def check_rate(path: Path, sr: int) -> None:
+    """InputError naming `path` when `sr` is no audio's sample rate (a corrupt header)."""
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
         raise InputError(
             f"{path}: corrupt audio header (sample rate {sr} Hz; audio is {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
@@ -82,10 +93,43 @@ def _check_long_file(path: Path, fh: sf.SoundFile, target_sr: int) -> None:
         )
 
 
-def _read_soundfile(path: Path, target_sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+def _check_max(path: Path, seconds: float, max_seconds: float | None, *, more: bool = False) -> None:
+    if max_seconds is not None and seconds > max_seconds:
+        amount = f"more than {max_seconds / 60:g} min" if more else f"{seconds / 60:.1f} min"
+        raise InputError(f"{path}: {amount} of audio; at most {max_seconds / 60:g} min is read here")
+
+
+def _read_stream(path: Path, fh: sf.SoundFile, target_sr: int, max_seconds: float | None) -> np.ndarray:
+    """All of a file whose header gives no length, block by block: refused as soon as it passes
+    `max_seconds` or outgrows the memory available (a tiny FLAC of one repeated value can hold days)."""
+    free = available_memory()
+    # soundfile seeks to where it thinks each read ended, which libsndfile cannot do in a stream
+    # without a length (psf_fseek fails): read it in order, as the unseekable stream it is
+    fh._info.seekable = 0
+    blocks, frames = [], 0
+    while len(block := fh.read(SCAN_BLOCK, dtype="float32", always_2d=True)):
+        blocks.append(block)
+        frames += len(block)
+        _check_max(path, frames / fh.samplerate, max_seconds, more=True)
+        need = 4 * (frames * fh.channels + frames + DECODE_COPIES * int(frames / fh.samplerate * target_sr))
+        if free is not None and need > free:
+            raise InputError(
+                f"{path}: too long to decode here (a stream without a length, past "
+                f"{frames / fh.samplerate / 3600:.1f} h it needs more than the {free / 2**30:.1f} GiB of "
+                "memory available); split it into shorter files"
+            )
+    return np.concatenate(blocks) if blocks else np.zeros((0, fh.channels), np.float32)
+
+
+def _read_soundfile(
+    path: Path, target_sr: int = SAMPLE_RATE, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     with sf.SoundFile(str(path)) as fh:
         sr = int(fh.samplerate)
-        _check_rate(path, sr)
+        check_rate(path, sr)
+        if fh.frames >= UNKNOWN_FRAMES:
+            return _read_stream(path, fh, target_sr, max_seconds), sr
+        _check_max(path, fh.frames / sr, max_seconds)
         if fh.seekable() and fh.frames / sr > LONG_FILE_S:
             _check_long_file(path, fh, target_sr)
         data = fh.read(dtype="float32", always_2d=True)
@@ -127,12 +171,16 @@ def resample(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return np.asarray(soxr.resample(audio, sr, target_sr, quality="HQ"), dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(
+    path: str | os.PathLike, target_sr: int = SAMPLE_RATE, *, max_seconds: float | None = None
+) -> np.ndarray:
     """Return the file as float32 mono at `target_sr` (any rate, channels, format).
 
     Raises InputError naming the file when it is missing, unreadable, corrupt or truncated to
-    nothing, empty (0 samples), all silence (peak below SILENCE_PEAK), at a sample rate outside
-    MIN_SAMPLE_RATE..MAX_SAMPLE_RATE, or (longer than LONG_FILE_S) too large for the memory there is.
+    nothing, empty (0 samples), all silence (peak below SILENCE_PEAK), beyond MAX_PEAK, at a
+    sample rate outside MIN_SAMPLE_RATE..MAX_SAMPLE_RATE, longer than `max_seconds` (from the
+    header before decoding, where it has a length), or (longer than LONG_FILE_S, or a stream
+    without a length) too large for the memory there is.
     """
     path = Path(path)
     if not path.is_file():
@@ -140,7 +188,7 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty audio file (0 bytes)")
     try:
-        data, sr = _read_soundfile(path, target_sr)
+        data, sr = _read_soundfile(path, target_sr, max_seconds)
     except InputError:
         raise
     except Exception as first:  # libsndfile cannot decode it: try librosa/audioread
@@ -150,14 +198,18 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
             raise InputError(
                 f"{path}: unreadable or corrupt audio ({_decode_failure(first, path)})"
             ) from None
-        _check_rate(path, sr)
+        check_rate(path, sr)
+        _check_max(path, len(data) / sr, max_seconds)
     audio = to_mono(data)
     if audio.size == 0:
         raise InputError(f"{path}: empty audio (no samples; truncated or header only)")
     if not np.isfinite(audio).all():
         raise InputError(f"{path}: corrupt audio (contains NaN or inf samples)")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+    peak = float(np.max(np.abs(audio)))
+    if peak < SILENCE_PEAK:
         raise InputError(f"{path}: audio is all silence (peak below {SILENCE_PEAK:g})")
+    if peak >= MAX_PEAK:
+        raise InputError(f"{path}: corrupt audio (samples reach {peak:.3g}; audio lies within -1..1)")
     return resample(audio, sr, target_sr)
 
 

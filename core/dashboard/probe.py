@@ -23,8 +23,12 @@ import soundfile as sf
 from core.atomic import write_failure
 from core.constants import SAMPLE_RATE
 from core.errors import InputError, VoxSAEError
+from core.workspace.workspace import COLUMN_SUFFIX
 
 NEAREST_CHUNK_ROWS = 131_072
+NEAREST_ADDED = ("row", "cosine")
+"""Columns the nearest-segments table adds in front of the segment's own; a metadata column of the
+same name is kept as `NAME (column)` (workspace.COLUMN_SUFFIX)."""
 UPLOAD_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aiff", "au")
 """Audio file types the probe page accepts (anything core.audio.read.load_audio decodes)."""
 MAX_UPLOAD_BYTES = 25 * 2**20
@@ -98,7 +102,8 @@ def upload_name(name: str) -> str:
 
 
 def embed_upload(ws, name: str, data: bytes) -> ClipEmbedding:
-    """Embed an uploaded audio file (its bytes; `name` gives the format): see embed_bytes."""
+    """Embed an uploaded audio file (its bytes; `name` gives the format): see embed_bytes. A type
+    not in UPLOAD_TYPES is refused naming the upload."""
     shown = upload_name(name)
     suffix = Path(str(name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
@@ -138,7 +143,7 @@ def embed_bytes(ws, data: bytes, suffix: str, shown: str) -> ClipEmbedding:
             raise write_failure(path, exc) from None
         try:
             _check_header(path, shown)
-            audio = load_audio(path)
+            audio = load_audio(path, max_seconds=MAX_UPLOAD_S)
         except VoxSAEError as exc:
             raise type(exc)(str(exc).replace(str(path), shown)) from None
         except ValueError as exc:  # a decoder failing past load_audio's checks (a 0 Hz header)
@@ -202,14 +207,18 @@ def mean_embedding(embs: np.ndarray) -> np.ndarray:
 
 
 def _check_header(path: Path, shown: str) -> None:
-    """Refuse from the header alone (before decoding) a 0 Hz rate or a clip past MAX_UPLOAD_S."""
+    """Refuse from the header alone (before decoding) a rate no audio has or a clip past
+    MAX_UPLOAD_S. A stream whose header gives no length is held to MAX_UPLOAD_S while it is
+    decoded (load_audio's max_seconds)."""
+    from core.audio.read import UNKNOWN_FRAMES, check_rate
+
     try:
         info = sf.info(str(path))
     except RuntimeError:  # not a format libsndfile opens: load_audio tries the others
         return
-    if info.samplerate <= 0:
-        raise InputError(f"{shown}: header says {info.samplerate} Hz (not playable audio)")
-    _check_duration(info.frames / info.samplerate, shown, min_s=0.0)
+    check_rate(path, info.samplerate)
+    if info.frames < UNKNOWN_FRAMES:
+        _check_duration(info.frames / info.samplerate, shown, min_s=0.0)
 
 
 def _check_duration(seconds: float, shown: str, *, min_s: float = MIN_UPLOAD_S) -> None:
@@ -266,7 +275,9 @@ def nearest_rows(
     cos /= np.maximum(norms, 1e-12)
     if exclude_row is not None:
         cos[int(exclude_row)] = -np.inf
-    k = min(k, len(cos))
+    k = min(k, len(cos) - (exclude_row is not None))  # the excluded row is never among them
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, float)
     near = np.argpartition(-cos, k - 1)[:k]
     near = near[np.argsort(-cos[near])]
     return near.astype(np.int64), cos[near].astype(float)
@@ -306,6 +317,7 @@ def probe_embedding(
         lat["density"] = stats["density"].to_numpy()[active]
     near, near_cos = nearest_rows(ws, e[0], n_nearest, exclude_row)
     nearest = ws.segments.iloc[near].reset_index(drop=True)
+    nearest = nearest.rename(columns={c: c + COLUMN_SUFFIX for c in NEAREST_ADDED if c in nearest.columns})
     nearest.insert(0, "cosine", near_cos)
     nearest.insert(0, "row", near.astype(np.int64))
     return ProbeResult(embedding=e[0], latents=lat, nearest=nearest)

@@ -11,6 +11,9 @@ what a corpus holds and how language cues are made):
 4. write the workspace atomically (Workspace.create, audio moved in as an extra folder).
 
 Idempotent: a workspace built with the same settings fingerprint is left alone ('up to date').
+Refused before any work: a negative --seed, a --scale whose audio (about AUDIO_BYTES_PER_SCALE
+per unit) the disk there cannot hold, a --jobs count no machine here runs (embedders.check_jobs),
+and a --workspace folder that is not a workspace (workspace.check_target).
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from core import atomic
 from core.constants import AUDIO_DIR, DEFAULT_EMBEDDER, DEFAULT_WORKSPACE, SAMPLE_RATE
 from core.democorpus import calls as ca
 from core.errors import InputError
-from core.workspace.workspace import Workspace, announce_replacement, check_target
+from core.workspace.workspace import Workspace, announce_replacement, check_target, read_info
 
 REGIONS_FILE = "regions.parquet"
 """Ground truth of every call (one row per turn / music / announcement), inside audio/."""
 EMBED_CALLS_PER_BATCH = 48
 """Calls loaded and embedded together (bounds memory: about 48 x 60 s of segments)."""
+AUDIO_BYTES_PER_SCALE = 270e6
+"""Bytes of FLAC calls (plus segments and embeddings) per unit of --scale (260 MB of audio at 1)."""
 
 
 def settings(seed: int, scale: float, embedder: str = DEFAULT_EMBEDDER) -> dict:
@@ -156,6 +161,18 @@ def embed_table(table: pd.DataFrame, audio_dir: Path, embedder: str, jobs: int, 
     return np.concatenate(out)
 
 
+def _check_room(root: Path, scale: float) -> None:
+    """InputError when the disk holding `root` has less room than a corpus of `scale` takes."""
+    need = AUDIO_BYTES_PER_SCALE * scale
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise InputError(
+            f"demo-corpus: --scale {scale:g} would write about {need / 1e9:,.1f} GB of audio to {root}; "
+            f"{free / 1e9:,.1f} GB free there"
+        )
+
+
 def build(
     workspace: str = DEFAULT_WORKSPACE,
     *,
@@ -167,17 +184,20 @@ def build(
     progress: bool = True,
 ) -> tuple[Workspace, bool]:
     """Build (or find up to date) the demo workspace. Returns (workspace, built_now)."""
+    from core.embedders import check_jobs
+
     if not (scale > 0 and np.isfinite(scale)):
         raise InputError(f"demo-corpus: --scale must be a positive number, got {scale}")
-    if jobs < 1:
-        raise InputError(f"demo-corpus: --jobs must be at least 1, got {jobs}")
+    if seed < 0:
+        raise InputError(f"demo-corpus: --seed must be 0 or more, got {seed}")
+    check_jobs(jobs, "demo-corpus")
     cfg = settings(seed, scale, embedder)
     fp = settings_fingerprint(cfg)
     root = check_target(workspace)  # a user's own folder is refused before anything is synthesised
-    if Workspace.exists(root) and not force:
-        ws = Workspace.open(root)
-        if ws.info.provenance.get("settings_fingerprint") == fp:
-            return ws, False
+    info = None if force else read_info(root)
+    if info is not None and info.provenance.get("settings_fingerprint") == fp:
+        return Workspace.open(root), False
+    _check_room(root, scale)
     announce_replacement(root, "demo-corpus")
     t0 = time.time()
     speakers, plans = ca.plan_corpus(seed, scale)

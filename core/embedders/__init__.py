@@ -2,6 +2,7 @@
 
     get_embedder(name, checkpoint=None, device=None) -> Embedder (.name, .dim, .sample_rate, .embed)
     embed_segments(name, audios, jobs=2, ...) -> float32 [N, dim]
+    check_jobs(jobs, command) -> jobs           (InputError for a count no machine here can run)
 
 `resemblyzer` (default, 256-d, weights inside the package) runs on CPU in `jobs` worker
 processes of one torch thread each (measured here: 2 processes x 1 thread beat 1 process x 2
@@ -65,19 +66,40 @@ NUMPY_ONLY = {"mfcc-stats"}
 """Embedders without torch: always on CPU, whatever --device says (a GPU has nothing to do)."""
 
 CHUNK = 32  # segments per work item (at most)
+JOBS_PER_CPU = 4
+"""--jobs allowed per CPU core: more worker processes than that only wait (and --jobs 100000
+would start 100,000 of them)."""
 MIN_POOL_AUDIO_S = 600.0
 """Less audio than this is embedded in-process (starting workers costs seconds) unless a pool
 for the same embedder is already running."""
 
 
-@functools.lru_cache(maxsize=4)
 def get_embedder(
     name: str = DEFAULT_EMBEDDER, *, checkpoint: str | None = None, device: str | None = None
 ) -> Embedder:
-    """The embedder called `name` (cached per name/checkpoint/device in this process)."""
+    """The embedder called `name` (cached per name/checkpoint/device in this process, however the
+    call spells them: get_embedder("x") and get_embedder("x", device=None) share one model)."""
+    return _loaded_embedder(name, checkpoint, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded_embedder(name: str, checkpoint: str | None, device: str | None) -> Embedder:
     if name not in EMBEDDERS:
         raise InputError(f"unknown embedder {name!r} (available: {', '.join(EMBEDDERS)})")
     return EMBEDDERS[name](checkpoint=checkpoint, device=device)
+
+
+def check_jobs(jobs: int, command: str) -> int:
+    """`jobs` (worker processes for `command`) when it is 1 .. JOBS_PER_CPU x the CPU cores here."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise InputError(f"{command}: --jobs must be at least 1, got {jobs}")
+    if jobs > JOBS_PER_CPU * cpus:
+        raise InputError(
+            f"{command}: --jobs {jobs} is more worker processes than this machine can run "
+            f"(at most {JOBS_PER_CPU * cpus}: {JOBS_PER_CPU} per CPU core, {cpus} here)"
+        )
+    return jobs
 
 
 # -- worker processes -------------------------------------------------------------------------
@@ -214,4 +236,12 @@ def embed_segments(
     return np.concatenate(out).astype(np.float32)
 
 
-__all__ = ["EMBEDDERS", "EMBEDDER_DIMS", "Embedder", "embed_segments", "get_embedder", "shutdown_pool"]
+__all__ = [
+    "EMBEDDERS",
+    "EMBEDDER_DIMS",
+    "Embedder",
+    "check_jobs",
+    "embed_segments",
+    "get_embedder",
+    "shutdown_pool",
+]

@@ -11,9 +11,16 @@ concurrent writers are serialised by SQLite, not by luck.
 
 Export/import: CSV and JSON with the columns of EXPORT_COLUMNS; import validates every row (text
 fields must be text, the latent a non-negative integer that is not a bool and, for a known model,
-below its latent count; the confidence a number in 0..1) and reports the bad ones by line number
-(CSV: file line; JSON: 1-based item number) while saving the good ones in one transaction. A file
-that cannot be parsed at all (not UTF-8, malformed, nested too deeply) raises InputError.
+below its latent count; the confidence a number in 0..1; a JSON object may name a key once) and
+reports the bad ones by line number (CSV: file line; JSON: 1-based item number) while saving the
+good ones in one transaction. A file that cannot be parsed at all (not UTF-8, malformed, nested
+too deeply, a CSV header naming a column twice) raises InputError.
+
+The database is only ever the plain file labels.sqlite: a link there (or at its -wal, -shm or
+-journal) is refused, never followed, so a save cannot write into whatever it leads to. A
+labels.sqlite that is another tool's database (a `labels` table without these columns) is refused
+before anything is written to it, and a row edited by hand into something that is not a label
+(text where the latent or the confidence belongs) is an InputError naming it, not a traceback.
 
 A save that cannot be written (disk full, read-only folder) raises core.atomic.WriteError
 ("cannot write <path>: <why>") and leaves the stored labels as they were.
@@ -21,6 +28,7 @@ A save that cannot be written (disk full, read-only folder) raises core.atomic.W
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import errno
@@ -51,6 +59,20 @@ MAX_AUTHOR_CHARS = 100
 MAX_LATENT = 2**63 - 1
 """The largest latent id SQLite's INTEGER holds (anything past it would overflow the binding)."""
 MAX_IMPORT_ROWS = 200_000
+SIDECARS = ("-wal", "-shm", "-journal")
+"""Files SQLite opens beside the database."""
+LABEL_COLUMNS = (
+    "model",
+    "latent",
+    "name",
+    "description",
+    "tags",
+    "confidence",
+    "author",
+    "updated_at",
+    "version",
+)
+HISTORY_COLUMNS = (*LABEL_COLUMNS[:7], "saved_at", "source")
 
 # the fields a label has, in the current table and in every history row
 _LABEL_FIELDS = """
@@ -131,7 +153,8 @@ def _shown(value) -> str:
         except ValueError:  # an int past Python's digit limit for str()
             return "a very large integer"
         return text if len(text) <= 40 else text[:37] + "..."
-    return f"a {type(value).__name__}"
+    kind = next((k for k in (dict, list) if isinstance(value, k)), type(value))
+    return f"a {kind.__name__}"
 
 
 def _text(value, what: str, limit: int, *, strip: bool = True) -> str:
@@ -285,11 +308,23 @@ class LabelStore:
     def for_workspace(cls, ws) -> LabelStore:
         return cls(ws.labels_path)
 
+    def _refuse_links(self) -> None:
+        """InputError when the database file (or a sidecar SQLite would open beside it) is a link."""
+        for path in [self.path, *(self.path.with_name(self.path.name + end) for end in SIDECARS)]:
+            if path.is_symlink():
+                raise InputError(
+                    f"{path}: a link (to {os.readlink(path)}), never followed: the label database "
+                    "is a plain file; remove the link"
+                )
+
     def _open(self) -> sqlite3.Connection:
         """A WAL connection with the schema in place."""
+        self._refuse_links()
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not self._schema_ready:
+                self._refuse_foreign(con)
             mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only network share
                 raise InputError(f"{self.path}: SQLite could not switch to WAL mode (got {mode})")
@@ -302,6 +337,18 @@ class LabelStore:
             raise
         con.row_factory = sqlite3.Row
         return con
+
+    def _refuse_foreign(self, con: sqlite3.Connection) -> None:
+        """InputError, before anything is written, when the file holds tables named like ours
+        without our columns (another tool's labels.sqlite)."""
+        for table, columns in (("labels", LABEL_COLUMNS), ("label_history", HISTORY_COLUMNS)):
+            found = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in columns if c not in found]
+            if found and missing:
+                raise InputError(
+                    f"{self.path}: not a VoxSAE label database (table {table} lacks column(s) "
+                    f"{', '.join(missing)})"
+                )
 
     def _open_as_it_is(self, exc: sqlite3.Error) -> sqlite3.Connection:
         """For reading when a WAL connection cannot be opened: the committed file, read-only.
@@ -432,17 +479,18 @@ class LabelStore:
             row = con.execute(
                 "SELECT * FROM labels WHERE model = ? AND latent = ?", (model, int(latent))
             ).fetchone()
-        return _label_from_row(row) if row else None
+        return _label_from_row(row, self.path) if row else None
 
     def for_model(self, model: str) -> dict[int, Label]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM labels WHERE model = ? ORDER BY latent", (model,)).fetchall()
-        return {int(r["latent"]): _label_from_row(r) for r in rows}
+        labels = [_label_from_row(r, self.path) for r in rows]
+        return {lab.latent: lab for lab in labels}
 
     def all(self) -> list[Label]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM labels ORDER BY model, latent").fetchall()
-        return [_label_from_row(r) for r in rows]
+        return [_label_from_row(r, self.path) for r in rows]
 
     def history(self, model: str | None = None, latent: int | None = None) -> list[dict]:
         """Every save, newest first (optionally of one model / one latent)."""
@@ -543,7 +591,7 @@ def _put(con, fields, author: str, ts: float, source: str, expected_version: int
     row = con.execute("SELECT * FROM labels WHERE model = ? AND latent = ?", (model, latent)).fetchone()
     current_version = int(row["version"]) if row else 0
     if expected_version is not None and current_version != expected_version:
-        conflict = _label_from_row(row) if row else None
+        conflict = _label_from_row(row, "labels.sqlite") if row else None
         # keep the rejected text in history (committed), but do not overwrite
         con.execute("COMMIT")
         con.execute("BEGIN IMMEDIATE")
@@ -583,7 +631,7 @@ def parse_import(text: str | bytes, fmt: str, *, where: str = "upload") -> list[
 
 def _parse_json(text: str, where: str) -> list[tuple[int, dict | str]]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_Object)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -596,10 +644,25 @@ def _parse_json(text: str, where: str) -> list[tuple[int, dict | str]]:
         data = data["labels"]
     if not isinstance(data, list):
         raise InputError(f"{where}: JSON must be a list of label objects, got {_shown(data)}")
-    return [
-        (i, item if isinstance(item, dict) else f"not a label object ({_shown(item)})")
-        for i, item in enumerate(data, start=1)
-    ]
+    return [(i, _json_row(item)) for i, item in enumerate(data, start=1)]
+
+
+class _Object(dict):
+    """A JSON object that remembers the keys it named more than once (json keeps the last one)."""
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+        counts = collections.Counter(k for k, _ in pairs)
+        self.twice = sorted(k for k, n in counts.items() if n > 1)
+
+
+def _json_row(item) -> dict | str:
+    """A JSON item as a row, or why it is not one."""
+    if not isinstance(item, dict):
+        return f"not a label object ({_shown(item)})"
+    if getattr(item, "twice", None):
+        return f"key {item.twice[0]!r} appears twice"
+    return item
 
 
 def _parse_csv(text: str, where: str) -> list[tuple[int, dict | str]]:
@@ -611,6 +674,9 @@ def _parse_csv(text: str, where: str) -> list[tuple[int, dict | str]]:
         header = [h.strip().lower() for h in next(reader)]
     except csv.Error as exc:
         raise InputError(f"{where}: malformed CSV header ({exc})") from None
+    twice = sorted(h for h, n in collections.Counter(header).items() if n > 1)
+    if twice:
+        raise InputError(f"{where}: the CSV header names column {twice[0]!r} twice")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         found = ", ".join(_shown(h) for h in header[:10]) + (", ..." if len(header) > 10 else "")
@@ -641,15 +707,31 @@ def _tags_of(text) -> tuple[str, ...]:
     return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
 
-def _label_from_row(row: sqlite3.Row) -> Label:
+def _label_from_row(row: sqlite3.Row, path) -> Label:
+    """A stored row as a Label; InputError naming the row when a hand edit made it something else
+    (SQLite keeps any value in any column)."""
+
+    def damaged(what: str) -> InputError:
+        return InputError(
+            f"{path}: a damaged label (model {row['model']!r}, latent {row['latent']!r}): {what}"
+        )
+
+    latent = row["latent"]
+    if not isinstance(latent, int):
+        raise damaged(f"latent {latent!r} is not a whole number")
+    if not isinstance(row["name"], str) or not isinstance(row["model"], str):
+        raise damaged(f"name {row['name']!r} is not text")
+    for key in ("confidence", "updated_at", "version"):
+        if not isinstance(row[key], int | float):
+            raise damaged(f"{key} {row[key]!r} is not a number")
     return Label(
         model=row["model"],
-        latent=int(row["latent"]),
+        latent=latent,
         name=row["name"],
-        description=row["description"] or "",
+        description=row["description"] if isinstance(row["description"], str) else "",
         tags=_tags_of(row["tags"]),
         confidence=float(row["confidence"]),
-        author=row["author"] or "",
+        author=row["author"] if isinstance(row["author"], str) else "",
         updated_at=float(row["updated_at"]),
         version=int(row["version"]),
     )

@@ -6,11 +6,13 @@ numeric columns, one per dimension). The CSV has one row per embedding, in the s
 its `segment_id` column names them when present (otherwise seg000000, seg000001, ...), and
 `source`, `start_s`, `end_s`, `duration_s` are used when present; every other column becomes a
 segment attribute. Every bad input is one InputError naming the file (and row) at fault: a file
-that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, and only real
+that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, a header that
+declares more data than the file holds is refused before anything is allocated, and only real
 numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
-float32's range are refused, see workspace.validate_embeddings). The workspace folder is checked
-before anything is read (workspace.check_target): an existing folder that is not a workspace is
-refused, replacing a workspace is announced.
+float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
+negative, and end_s not before start_s. The workspace folder is checked before anything is read
+(workspace.check_target): an existing folder that is not a workspace is refused, replacing a
+workspace (a damaged one too) is announced.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import pandas as pd
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
 from core.workspace.metadata import csv_line, read_metadata_csv
-from core.workspace.workspace import Workspace, announce_replacement, check_target, validate_embeddings
+from core.workspace.workspace import (
+    Workspace,
+    announce_replacement,
+    check_target,
+    npy_header,
+    read_info,
+    validate_embeddings,
+)
 
 IMPORTED_EMBEDDER = "imported"
 
@@ -62,15 +71,16 @@ def load_embeddings(path: str | Path) -> np.ndarray:
 
 
 def _npy_array(path: Path) -> np.ndarray:
-    from numpy.lib import format as npy_format
-
-    with open(path, "rb") as fh:
-        magic = fh.read(len(npy_format.MAGIC_PREFIX))
-    if magic != npy_format.MAGIC_PREFIX:
-        what = (
-            "a zip archive (.npz?)" if magic.startswith(b"PK") else "it does not start with the .npy header"
-        )
-        raise InputError(f"{path}: not a .npy file ({what}); save the array with numpy.save")
+    header = npy_header(path)  # InputError for a file that is not a .npy at all
+    if header is not None:
+        shape, _, dtype, offset = header
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = path.stat().st_size - offset
+        if not dtype.hasobject and declared > held:  # numpy would allocate all of it first
+            raise InputError(
+                f"{path}: not a readable .npy array (the header declares shape {shape} {dtype.str} "
+                f"({declared:,} bytes) but the file holds {held:,}: truncated, or not a real array)"
+            )
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -149,15 +159,26 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
     for col in ("start_s", "end_s", "duration_s"):
         if col in frame.columns:
             values = pd.to_numeric(frame[col].replace("", np.nan), errors="coerce")
-            bad = np.flatnonzero(values.isna() & (frame[col] != ""))
-            if bad.size:
-                raise InputError(
-                    f"{csv_path} row {csv_line(meta, int(bad[0]))}: {col} {frame[col].iloc[bad[0]]!r} "
-                    "is not a number"
-                )
+            for problem, bad in (
+                ("is not a number", values.isna() & (frame[col] != "")),
+                ("is not a finite number", np.isinf(values)),
+                ("is negative", values < 0),
+            ):
+                if bad.any():
+                    row = int(np.flatnonzero(bad)[0])
+                    raise InputError(
+                        f"{csv_path} row {csv_line(meta, row)}: {col} {frame[col].iloc[row]!r} {problem}"
+                    )
             frame[col] = values
         else:
             frame[col] = np.nan
+    backwards = np.flatnonzero(frame["end_s"] < frame["start_s"])
+    if backwards.size:
+        row = int(backwards[0])
+        raise InputError(
+            f"{csv_path} row {csv_line(meta, row)}: end_s {frame['end_s'].iloc[row]} is before "
+            f"start_s {frame['start_s'].iloc[row]}"
+        )
     if frame["duration_s"].isna().all() and not frame["start_s"].isna().all():
         frame["duration_s"] = frame["end_s"] - frame["start_s"]
     rest = [c for c in frame.columns if c not in SEGMENT_BASE_COLUMNS]
@@ -178,12 +199,12 @@ def import_embeddings(
             "the CSV needs one row per embedding, in the same order"
         )
     segments = build_segments(meta, metadata)
-    if Workspace.exists(workspace):
-        existing = Workspace.open(workspace)
+    existing = read_info(root)  # its workspace.json alone: the corpus it replaces may be damaged
+    if existing is not None:
         if existing.dim != embeddings.shape[1]:
             raise InputError(
                 f"{file}: embedding dim {embeddings.shape[1]} does not match workspace "
-                f"{existing.name} (dim {existing.dim}); use another --workspace name"
+                f"{root.name} (dim {existing.dim}); use another --workspace name"
             )
         announce_replacement(root, "import-embeddings")
     provenance = {

@@ -10,22 +10,32 @@ naming the row; a link the folder walk finds that leads out is skipped, never op
 workspace folder is checked before any work (workspace.check_target: a user's own folder is
 refused) and must be writable before anything is decoded.
 
-Unreadable, corrupt, silent or vanished files are skipped and listed in the summary (and in
-provenance['skipped']); one bad file never stops the rest of the folder. Per-file results are
-cached under ws.cache_dir/ingest keyed by (file content, embedder, checkpoint content,
-segmentation settings, telephony): re-running on the same folder recomputes nothing, a changed
-file re-embeds only that file, and a run killed midway resumes from what it had cached.
+Unreadable, corrupt, silent or vanished files, symlink loops and files whose name is not valid
+UTF-8 (shown with \\xNN escapes) are skipped and listed in the summary (and in
+provenance['skipped']); one bad file never stops the rest of the folder. A metadata `file` that
+is not found, but differs from a file in its folder only in letter case or Unicode normalisation,
+is named in the error. Per-file results are cached under ws.cache_dir/ingest keyed by (file
+content, embedder, checkpoint content, segmentation settings, telephony): re-running on the same
+folder recomputes nothing, a changed file re-embeds only that file, and a run killed midway
+resumes from what it had cached. Ingests into one workspace may run at once: each holds a shared
+lock on the cache folder, and only one that finds itself alone removes stale entries and the
+temporary files of killed runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import sys
 import tempfile
+import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -115,11 +125,38 @@ def find_audio_files(root: Path) -> list[str]:
     return sorted(out)
 
 
+NOT_UTF8 = "its name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8) to ingest it"
+"""Why a file whose name is not UTF-8 is skipped: the segment table, workspace.json and the
+terminal hold text, and such a name cannot be written as text."""
+
+
+def shown_name(rel: str) -> str:
+    """`rel` as text that can be printed and stored: bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _resolve(path: Path) -> Path | None:
+    """path.resolve(), or None for a symlink loop (RuntimeError in Python 3.11, ELOOP later)."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+
+
 def outside_reason(root: Path, rel: str) -> str | None:
-    """Why root/rel must not be read (None when it may): a link leading outside root, a broken
-    link, or something that is not a regular file. `root` is resolved."""
+    """Why root/rel must not be read (None when it may): a name that is not UTF-8, a symlink
+    loop, a link leading outside root, a broken link, or something that is not a regular file.
+    `root` is resolved."""
+    if shown_name(rel) != rel:
+        return NOT_UTF8
     path = root / rel
-    target = path.resolve()
+    target = _resolve(path)
+    if target is None:
+        return "a symlink loop: not read"
     if not target.is_relative_to(root):
         return f"a link to {target}, outside the audio folder {root}: not read"
     if not path.exists():
@@ -131,6 +168,22 @@ def outside_reason(root: Path, rel: str) -> str | None:
     return None
 
 
+def _near_miss(path: Path) -> str:
+    """For a file that is not there: ' (the folder holds 'X': ...)' when its folder holds a name
+    that differs from it only in letter case or Unicode normalisation (what a CSV made on macOS
+    or Windows, whose file systems take either, may name), else ''."""
+    nfc = functools.partial(unicodedata.normalize, "NFC")
+    try:
+        names = sorted(os.listdir(path.parent))
+    except OSError:
+        return ""
+    for name in names:
+        if name != path.name and nfc(name).casefold() == nfc(path.name).casefold():
+            how = "Unicode normalisation" if nfc(name) == nfc(path.name) else "letter case"
+            return f" (the folder holds {name!r}: the names differ only in {how})"
+    return ""
+
+
 def _normalise_rel(text: str) -> str:
     return Path(text.strip().replace("\\", "/")).as_posix().removeprefix("./")
 
@@ -139,7 +192,9 @@ def _metadata_rel(root: Path, raw: str, where: str) -> str:
     """A `file` value as a path relative to root; InputError when it names anything outside root
     (`..`, an absolute path elsewhere, a link leading out) or no audio file."""
     lexical = Path(os.path.normpath(root / _normalise_rel(raw)))  # an absolute value replaces root
-    target = lexical.resolve()
+    target = _resolve(lexical)
+    if target is None:
+        raise InputError(f"{where}: file {raw!r} is a symlink loop, not an audio file")
     if not target.is_relative_to(root):
         via = f" (a link to {target})" if lexical.is_relative_to(root) else ""
         raise InputError(
@@ -149,7 +204,7 @@ def _metadata_rel(root: Path, raw: str, where: str) -> str:
     if target.is_dir():
         raise InputError(f"{where}: file {raw!r} is a folder, not an audio file")
     if not target.is_file():
-        raise InputError(f"{where}: file {raw!r} not found under {root}")
+        raise InputError(f"{where}: file {raw!r} not found under {root}{_near_miss(target)}")
     return rel
 
 
@@ -192,6 +247,30 @@ def _check_writable(folder: Path) -> None:
 
 
 # -- cache ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _cache_in_use(cache_dir: Path) -> Iterator[Callable[[], bool]]:
+    """Hold a shared flock on the ingest cache folder for the run; yields `alone()`, True when no
+    other ingest holds one (on a file system without flock: always True, as if alone)."""
+    try:
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise atomic.write_failure(cache_dir, exc) from None
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH)
+
+        def alone() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                return exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+            return True
+
+        yield alone
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -325,7 +404,7 @@ def ingest(
     """Segment + embed every audio file under audio_dir into workspace (see module docstring)."""
     from tqdm import tqdm
 
-    from core.embedders import EMBEDDERS, embed_segments, get_embedder
+    from core.embedders import EMBEDDERS, check_jobs, embed_segments, get_embedder
 
     cfg = segmentation or SegmentationConfig()
     root = Path(audio_dir).expanduser().resolve()
@@ -333,8 +412,7 @@ def ingest(
         raise InputError(f"{audio_dir}: audio folder not found")
     if embedder not in EMBEDDERS:
         raise InputError(f"unknown embedder {embedder!r} (available: {', '.join(EMBEDDERS)})")
-    if jobs < 1:
-        raise InputError(f"ingest: --jobs must be at least 1, got {jobs}")
+    check_jobs(jobs, "ingest")
     if checkpoint:
         checkpoint = str(Path(checkpoint).expanduser().resolve())
     ws_root = check_target(workspace)
@@ -350,90 +428,95 @@ def ingest(
     model = get_embedder(embedder, checkpoint=checkpoint, device=device)
     ckpt_hash = _checkpoint_hash(checkpoint)
     announce_replacement(ws_root, "ingest")
-    results: dict[str, FileResult] = {}
-    pending: list[tuple[Path, FileResult, list[np.ndarray]]] = []
-    n_cached = 0
+    with _cache_in_use(cache_dir) as alone:
+        results: dict[str, FileResult] = {}
+        pending: list[tuple[Path, FileResult, list[np.ndarray]]] = []
+        n_cached = 0
 
-    def flush() -> None:
-        if not pending:
-            return
-        audios = [a for _, _, pieces in pending for a in pieces]
-        emb = embed_segments(
-            embedder,
-            audios,
-            jobs=jobs,
-            progress=progress,
-            checkpoint=checkpoint,
-            device=device,
-            desc="embedding",
+        def flush() -> None:
+            if not pending:
+                return
+            audios = [a for _, _, pieces in pending for a in pieces]
+            emb = embed_segments(
+                embedder,
+                audios,
+                jobs=jobs,
+                progress=progress,
+                checkpoint=checkpoint,
+                device=device,
+                desc="embedding",
+            )
+            pos = 0
+            for cache_path, res, pieces in pending:
+                res.embeddings = emb[pos : pos + len(pieces)]
+                pos += len(pieces)
+                _save_cache(cache_path, res)
+            pending.clear()
+
+        used_keys: set[str] = set()
+        bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
+        for rel in bar:
+            path = root / rel
+            reason = outside_reason(root, rel)
+            if reason:
+                results[rel] = FileResult.skip(rel, reason)
+                continue
+            try:
+                key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+            except OSError as exc:  # vanished or unreadable since the walk
+                results[rel] = FileResult.skip(rel, f"could not be read ({exc.strerror or exc})")
+                continue
+            used_keys.add(key)
+            cache_path = cache_dir / f"{key}.npz"
+            hit = _load_cache(cache_path, rel) if cache_path.is_file() else None
+            if hit is not None:
+                results[rel] = hit
+                n_cached += 1
+                continue
+            res, pieces = _segment_file(path, rel, cfg, telephony)
+            results[rel] = res
+            if res.skipped:
+                _save_cache(cache_path, replace(res, embeddings=np.zeros((0, model.dim), np.float32)))
+                continue
+            pending.append((cache_path, res, pieces))
+            if sum(len(p) for _, _, p in pending) >= GROUP_SEGMENTS:
+                flush()
+        flush()
+        bar.close()
+
+        skipped = [
+            {"file": shown_name(rel), "reason": results[rel].skipped} for rel in files if results[rel].skipped
+        ]
+        used = [rel for rel in files if not results[rel].skipped]
+        if not used:
+            listing = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped)
+            raise InputError(f"{root}: no usable audio (every file was skipped: {listing})")
+
+        segments, embeddings = _build_table(root, used, results, meta)
+        provenance = {
+            "command": "ingest",
+            "audio_root": str(root),
+            "segmentation": cfg.to_dict(),
+            "embedder": embedder,
+            "checkpoint": checkpoint,
+            "checkpoint_sha256": ckpt_hash,
+            "telephony": telephony,
+            "metadata": str(Path(metadata).expanduser().resolve()) if metadata else None,
+            "files": len(files),
+            "skipped": skipped,
+        }
+        ws = Workspace.create(
+            ws_root, segments, embeddings, embedder=embedder, sample_rate=SAMPLE_RATE, provenance=provenance
         )
-        pos = 0
-        for cache_path, res, pieces in pending:
-            res.embeddings = emb[pos : pos + len(pieces)]
-            pos += len(pieces)
-            _save_cache(cache_path, res)
-        pending.clear()
-
-    used_keys: set[str] = set()
-    bar = tqdm(files, desc="ingest", unit="file", disable=not progress, file=sys.stderr)
-    for rel in bar:
-        path = root / rel
-        reason = outside_reason(root, rel)
-        if reason:
-            results[rel] = FileResult.skip(rel, reason)
-            continue
-        try:
-            key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
-        except OSError as exc:  # vanished or unreadable since the walk
-            results[rel] = FileResult.skip(rel, f"could not be read ({exc.strerror or exc})")
-            continue
-        used_keys.add(key)
-        cache_path = cache_dir / f"{key}.npz"
-        hit = _load_cache(cache_path, rel) if cache_path.is_file() else None
-        if hit is not None:
-            results[rel] = hit
-            n_cached += 1
-            continue
-        res, pieces = _segment_file(path, rel, cfg, telephony)
-        results[rel] = res
-        if res.skipped:
-            _save_cache(cache_path, replace(res, embeddings=np.zeros((0, model.dim), np.float32)))
-            continue
-        pending.append((cache_path, res, pieces))
-        if sum(len(p) for _, _, p in pending) >= GROUP_SEGMENTS:
-            flush()
-    flush()
-    bar.close()
-
-    skipped = [{"file": rel, "reason": results[rel].skipped} for rel in files if results[rel].skipped]
-    used = [rel for rel in files if not results[rel].skipped]
-    if not used:
-        listing = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped)
-        raise InputError(f"{root}: no usable audio (every file was skipped: {listing})")
-
-    segments, embeddings = _build_table(root, used, results, meta)
-    provenance = {
-        "command": "ingest",
-        "audio_root": str(root),
-        "segmentation": cfg.to_dict(),
-        "embedder": embedder,
-        "checkpoint": checkpoint,
-        "checkpoint_sha256": ckpt_hash,
-        "telephony": telephony,
-        "metadata": str(Path(metadata).expanduser().resolve()) if metadata else None,
-        "files": len(files),
-        "skipped": skipped,
-    }
-    ws = Workspace.create(
-        ws_root, segments, embeddings, embedder=embedder, sample_rate=SAMPLE_RATE, provenance=provenance
-    )
-    # the cache holds what the workspace was last built from: entries of deleted or changed files,
-    # or of other settings, would otherwise pile up with every re-ingest
-    for stale in cache_dir.glob("*.npz"):
-        if stale.stem not in used_keys:
-            stale.unlink(missing_ok=True)
-    for partial in cache_dir.glob(".*.tmp"):  # a cache write a killed run never finished
-        partial.unlink(missing_ok=True)
+        # the cache holds what the workspace was last built from: entries of deleted or changed files,
+        # or of other settings, would otherwise pile up with every re-ingest; only an ingest that is
+        # alone may clear them (another one's entries and temporary files are in use)
+        if alone():
+            for stale in cache_dir.glob("*.npz"):
+                if stale.stem not in used_keys:
+                    stale.unlink(missing_ok=True)
+            for partial in cache_dir.glob(".*.tmp"):  # a cache write a killed run never finished
+                partial.unlink(missing_ok=True)
     return IngestResult(
         workspace=ws,
         files=len(files),

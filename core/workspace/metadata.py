@@ -8,6 +8,10 @@ The file is parsed with the csv module rather than pandas: pandas takes a first 
 one field more than the header as an index column (the table then reads shifted by one column,
 and the error a user sees is about the wrong column), and fills or drops ragged rows. Here a row
 whose field count differs from the header's is an error naming the line and both counts.
+
+Also refused, with the line: a NUL byte (a binary file, or text saved as UTF-16, not a CSV), and
+more than MAX_COLUMNS columns (checked on the header, before any row is read: 100,000 columns in
+an 8 MB file took minutes to import and slowed every later read of the segment table).
 """
 
 from __future__ import annotations
@@ -19,18 +23,37 @@ import pandas as pd
 
 from core.errors import InputError
 
+MAX_COLUMNS = 1_000
+"""Most columns a metadata CSV may have (a corpus's metadata has tens)."""
 LINES_ATTR = "csv_lines"
 """frame.attrs key: the CSV line each data row ends on (the header is line 1); messages call it the row."""
 
 
 def read_metadata_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a metadata CSV file")
     if not path.is_file():
-        raise InputError(f"{path}: metadata CSV not found")
+        raise InputError(
+            f"{path}: metadata CSV not found" if not path.exists() else f"{path}: not a regular file"
+        )
+    records: list[tuple[int, list[str]]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, strict=True, skipinitialspace=True)
-            records = [(reader.line_num, rec) for rec in reader if any(field.strip() for field in rec)]
+            for rec in reader:
+                if any("\x00" in field for field in rec):
+                    raise InputError(
+                        f"{path} row {reader.line_num}: a NUL byte; a metadata CSV is text "
+                        "(a binary file, or text saved as UTF-16?)"
+                    )
+                if not records and len(rec) > MAX_COLUMNS:
+                    raise InputError(
+                        f"{path}: {len(rec):,} columns in the header; a metadata CSV may have at most "
+                        f"{MAX_COLUMNS:,}"
+                    )
+                if any(field.strip() for field in rec):
+                    records.append((reader.line_num, rec))
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path}: malformed metadata CSV (not UTF-8 text: {exc.reason} at byte {exc.start})"

@@ -4,6 +4,8 @@ its labelled attributes are in the embedding space.
 The linear probe is the check the embedded default corpus is built to pass (issue 2): a
 standardised logistic regression trained on some speakers and tested on others
 (GroupShuffleSplit by speaker, so a probe cannot succeed by recognising voices it has seen).
+A default probe whose values are there but cannot be measured (fewer than 2 speakers or calls on a
+side) is printed with that reason, not left out without a word.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def probe_accuracy(
 
 
 def default_probes(ws: Workspace, seed: int = 0) -> list[dict]:
-    """The default probes whose attribute and both values exist in this workspace."""
+    """The default probes whose attribute and both values exist in this workspace; one that cannot
+    be measured (too few speakers or calls to split) is listed with its reason under "skipped"."""
     out = []
     seg = ws.segments
     for attribute, positive, negative in PROBES:
@@ -123,8 +126,11 @@ def default_probes(ws: Workspace, seed: int = 0) -> list[dict]:
         if positive in vals and negative in vals:
             try:
                 out.append(probe_scores(ws, attribute, positive, negative, seed))
-            except InputError:
-                continue
+            except InputError as exc:
+                why = str(exc).removeprefix(f"workspace {ws.name}: probe {attribute}={positive}: ")
+                out.append(
+                    {"attribute": attribute, "positive": positive, "negative": negative, "skipped": why}
+                )
     return out
 
 
@@ -158,8 +164,12 @@ def summary_lines(ws: Workspace, probes: list[dict] | None = None) -> list[str]:
         lines.append("linear probes (standardised logistic regression, speaker-disjoint GroupShuffleSplit, "
                      f"mean of {PROBE_SPLITS} splits, test {PROBE_TEST_SIZE:.0%}):")  # fmt: skip
         for p in probes:
+            head = f"  {p['attribute']}: {p['positive']} vs {p['negative']}"
+            if "skipped" in p:
+                lines.append(f"{head}  not measured: {p['skipped']}")
+                continue
             lines.append(
-                f"  {p['attribute']}: {p['positive']} vs {p['negative']}  accuracy {p['accuracy']:.3f}  "
+                f"{head}  accuracy {p['accuracy']:.3f}  "
                 f"balanced {p['balanced_accuracy']:.3f}  (n={p['n_positive']:,}/{p['n_negative']:,})"
             )
     return lines

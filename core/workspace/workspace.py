@@ -5,6 +5,7 @@
     data/NAME/embeddings.npy     float32 [N, dim], row-aligned with segments.parquet
 
     check_target(name_or_path) -> Path          where a command may build a workspace (or InputError)
+    read_info(root) -> WorkspaceInfo | None     its workspace.json alone, checked (None: no workspace)
     announce_replacement(root, command)         one stderr line when a command replaces a workspace
     Workspace.create(name_or_path, segments, embeddings, ...) -> Workspace   (new or replaced)
     Workspace.open(name_or_path) -> Workspace
@@ -14,11 +15,22 @@ A workspace is only ever written into a folder that is new, empty or already a V
 inside it and commits them by renaming that folder to `.new-corpus` (NEW_CORPUS_DIR); its files
 then move into place with workspace.json last. Anything that opens the workspace finishes a
 commit a crash interrupted before reading, so every reader sees either the old complete corpus
-or the new one. Writers of one workspace take turns (flock on its folder).
+or the new one. Writers of one workspace take turns (flock on its folder), and one that waited
+moves in the corpus its predecessor committed before committing its own. A `.new-corpus` that is
+a link is never followed.
+
+Opening checks what a hand edit or a damaged disk can break, with one InputError naming the file:
+workspace.json's fields and types (and a format newer than this code reads), segments.parquet
+(there, readable, n_segments rows, the base columns) and embeddings.npy (there, a .npy, no pickled
+objects, native float32, shape (n_segments, dim)), reading only the Parquet footer and the .npy
+header. A workspace name is a folder name: no NUL byte, at most NAME_MAX bytes a component; the
+data folder must be a folder; a broken link is not followed.
 
 Everything later in the data flow (models/, analyses/, labels.sqlite, cache/) lives beside these
 and records the workspace `fingerprint` it was computed from, so a changed corpus invalidates
-only what depends on it.
+only what depends on it. workspace.json records the size and modification time of the corpus
+files it was written with; when they differ (a file replaced by hand) the fingerprint is computed
+from the content, so nothing keyed on it can outlive the content.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +73,47 @@ from core.errors import InputError, NotFoundError
 logger = logging.getLogger(__name__)
 
 
+NAME_MAX = 255
+"""Longest folder name, in bytes, of the file systems a workspace lives on (ext4, xfs, tmpfs, APFS)."""
+COLUMN_SUFFIX = " (column)"
+"""Appended to a metadata column's name where a table or summary of its own uses that name
+(`hours`, `segments`, the probe's `cosine`), so neither hides the other."""
+
+
+def _shown_name(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+
+
 def resolve_workspace_path(name_or_path: str | os.PathLike) -> Path:
     """A bare name means data/NAME; anything with a path separator (or existing) is a path."""
     text = str(name_or_path)
     if not text or text in {".", ".."}:
         raise InputError(f"workspace name {text!r} is not valid")
+    if "\x00" in text:
+        raise InputError(f"--workspace {_shown_name(text)}: a NUL byte cannot be part of a folder name")
     candidate = Path(text).expanduser()
+    longest = max(len(os.fsencode(part)) for part in candidate.parts)
+    if longest > NAME_MAX:
+        raise InputError(
+            f"--workspace {_shown_name(text)}: a folder name of {longest} bytes; at most {NAME_MAX} fit"
+        )
     if os.sep in text or "/" in text or candidate.is_absolute():
-        return candidate.resolve()
-    return data_root() / text
+        return _not_a_broken_link(candidate).resolve()
+    root = data_root()
+    if root.exists() and not root.is_dir():
+        where = f"VOXSAE_DATA {root}" if os.environ.get("VOXSAE_DATA") else f"the data folder {root}"
+        raise InputError(f"{where} is a file, not a folder of workspaces")
+    return _not_a_broken_link(root / text)
+
+
+def _not_a_broken_link(path: Path) -> Path:
+    """`path`, unless it is a link to nothing: following it would create a folder wherever it leads."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(
+            f"--workspace {path}: a broken link (to {os.readlink(path)}); point it at a workspace or an "
+            "empty folder, or remove it"
+        )
+    return path
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -247,33 +291,48 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pending_commit(commit: Path) -> bool:
+    """Whether a committed corpus waits at `commit`; a link there is refused, never followed (it
+    would move the files it leads to into the workspace)."""
+    if commit.is_symlink():
+        raise InputError(
+            f"{commit}: a link (to {os.readlink(commit)}), not followed: a workspace's commit folder is "
+            "a plain folder; remove the link"
+        )
+    return commit.is_dir()
+
+
 def _finish_commit(root: Path) -> None:
-    """Move a committed new corpus (root/NEW_CORPUS_DIR) into place, workspace.json last.
+    """Move a committed new corpus (root/NEW_CORPUS_DIR) into place, workspace.json last."""
+    if _pending_commit(root / NEW_CORPUS_DIR):
+        with _writer_lock(root):
+            _move_commit_in(root)
+
+
+def _move_commit_in(root: Path) -> None:
+    """_finish_commit's work, with the writer lock held.
 
     Idempotent: a crash at any point leaves a state this finishes. A folder in place is first
     moved aside into the commit folder (a rename cannot replace a non-empty folder).
     """
     commit = root / NEW_CORPUS_DIR
-    if not commit.is_dir():
+    if not _pending_commit(commit):  # nothing committed, or another process finished it while we waited
         return
-    with _writer_lock(root):
-        if not commit.is_dir():  # another process finished it while we waited
-            return
-        aside = commit / ".old"
-        try:
-            names = sorted(p.name for p in commit.iterdir() if p.name not in (WORKSPACE_JSON, aside.name))
-            for name in [*names, WORKSPACE_JSON]:
-                new, target = commit / name, root / name
-                if not new.exists():
-                    continue
-                if new.is_dir() and (target.exists() or target.is_symlink()):
-                    aside.mkdir(exist_ok=True)
-                    os.replace(target, aside / name)
-                os.replace(new, target)
-            _fsync_dir(root)
-            shutil.rmtree(commit)
-        except OSError as exc:
-            raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
+    aside = commit / ".old"
+    try:
+        names = sorted(p.name for p in commit.iterdir() if p.name not in (WORKSPACE_JSON, aside.name))
+        for name in [*names, WORKSPACE_JSON]:
+            new, target = commit / name, root / name
+            if not new.exists():
+                continue
+            if new.is_dir() and (target.exists() or target.is_symlink()):
+                aside.mkdir(exist_ok=True)
+                os.replace(target, aside / name)
+            os.replace(new, target)
+        _fsync_dir(root)
+        shutil.rmtree(commit)
+    except OSError as exc:
+        raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
 
 
 def _write_staged(path: Path, target: Path, write) -> None:
@@ -289,6 +348,45 @@ def _write_staged(path: Path, target: Path, write) -> None:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
+    """(shape, fortran_order, dtype, offset of the data) from a .npy file's header, without reading
+    its data; None for a format version numpy has no public reader for. InputError when the file
+    is not a .npy file or its header is damaged."""
+    from numpy.lib import format as npy_format
+
+    readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+    with open(path, "rb") as fh:
+        magic = fh.read(len(npy_format.MAGIC_PREFIX))
+        if magic != npy_format.MAGIC_PREFIX:
+            what = (
+                "a zip archive (.npz?)"
+                if magic.startswith(b"PK")
+                else "it does not start with the .npy header"
+            )
+            raise InputError(f"{path}: not a .npy file ({what}); save the array with numpy.save")
+        fh.seek(0)
+        try:
+            version = npy_format.read_magic(fh)
+            if version not in readers:
+                return None
+            shape, fortran, dtype = readers[version](fh)
+        except ValueError as exc:
+            raise InputError(f"{path}: not a readable .npy array (damaged header: {exc})") from None
+        return shape, fortran, dtype, fh.tell()
+
+
+CORPUS_FILES = (SEGMENTS_PARQUET, EMBEDDINGS_NPY)
+
+
+def _file_stamps(folder: Path) -> dict[str, list[int]]:
+    """{corpus file: [size, mtime_ns]}: what workspace.json records to notice a file replaced later."""
+    stamps = {}
+    for name in CORPUS_FILES:
+        st = (folder / name).stat()
+        stamps[name] = [st.st_size, st.st_mtime_ns]
+    return stamps
 
 
 @dataclass(frozen=True)
@@ -309,14 +407,65 @@ class WorkspaceInfo:
     """Where the corpus came from: command, source folder, corpus seed, segmentation settings."""
     created: float
     format_version: int = WORKSPACE_FORMAT_VERSION
+    files: dict | None = None
+    """{corpus file: [size, mtime_ns]} as written (None in workspaces made before it was recorded)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
 
+_INFO_TYPES = {
+    "name": (str, "text"),
+    "embedder": (str, "text"),
+    "dim": (int, "a whole number"),
+    "sample_rate": (int, "a whole number"),
+    "n_segments": (int, "a whole number"),
+    "fingerprint": (str, "text"),
+    "provenance": (dict, "a JSON object"),
+    "created": ((int, float), "a number"),
+    "format_version": (int, "a whole number"),
+    "files": ((dict, type(None)), "a JSON object"),
+}
+
+
 def _read_info(meta: Path) -> WorkspaceInfo:
-    """workspace.json as WorkspaceInfo; ValueError or TypeError when it is not one of ours."""
-    return WorkspaceInfo(**json.loads(meta.read_text()))
+    """workspace.json as WorkspaceInfo; ValueError or TypeError when it is not one of ours, or
+    holds a value of the wrong type or range, or a format newer than this code reads."""
+    raw = json.loads(meta.read_text())
+    if not isinstance(raw, dict):
+        raise TypeError(f"a JSON {type(raw).__name__}, not an object")
+    info = WorkspaceInfo(**raw)
+    for key, (kind, what) in _INFO_TYPES.items():
+        value = getattr(info, key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"{key} {value!r} is not {what}")
+    for key in ("dim", "n_segments"):
+        if getattr(info, key) < 1:
+            raise ValueError(f"{key} {getattr(info, key)} is not positive")
+    if info.format_version > WORKSPACE_FORMAT_VERSION:
+        raise ValueError(
+            f"format {info.format_version}, written by a newer VoxSAE; this VoxSAE reads format "
+            f"{WORKSPACE_FORMAT_VERSION}"
+        )
+    return info
+
+
+def read_info(root: str | os.PathLike) -> WorkspaceInfo | None:
+    """The checked workspace.json of the workspace at `root` (None when there is none), without
+    opening its corpus files: what a command replacing a damaged corpus needs to know."""
+    root = Path(root)
+    _finish_commit(root)
+    meta = root / WORKSPACE_JSON
+    if not meta.is_file():
+        return None
+    try:
+        return _read_info(meta)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{meta}: not a VoxSAE workspace file ({exc})") from None
+
+
+SUMMARY_FIELDS = ("name", "embedder", "dim", "segments", "hours", "speakers")
+"""The figures of Workspace.summary() beside the attribute counts."""
 
 
 class Workspace:
@@ -324,17 +473,59 @@ class Workspace:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        _finish_commit(self.root)
-        meta = self.root / WORKSPACE_JSON
-        if not meta.is_file():
+        info = read_info(self.root)
+        if info is None:
             raise NotFoundError(
                 f"workspace {self.root} does not exist (no {WORKSPACE_JSON}); "
                 "build one with `python -m core ingest` or `python -m core demo-corpus`"
             )
+        self.info = info
+        self._check_segments()
+        self._check_embeddings()
+
+    def _missing(self, name: str) -> InputError:
+        return InputError(
+            f"workspace {self.name} is incomplete: {name} is missing ({self.root / name}); "
+            "rebuild it with `python -m core ingest` or `import-embeddings`"
+        )
+
+    def _check_segments(self) -> None:
+        """segments.parquet is there, readable, with n_segments rows and the base columns (its footer only)."""
+        import pyarrow.parquet as pq
+
+        path = self.root / SEGMENTS_PARQUET
+        if not path.is_file():
+            raise self._missing(SEGMENTS_PARQUET)
         try:
-            self.info = _read_info(meta)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"{meta}: not a VoxSAE workspace file ({exc})") from None
+            footer = pq.ParquetFile(path)
+            rows, columns = footer.metadata.num_rows, set(footer.schema_arrow.names)
+        except Exception as exc:  # pyarrow's errors for a damaged file: ArrowInvalid, OSError, ...
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+        missing = [c for c in SEGMENT_BASE_COLUMNS if c not in columns]
+        if missing:
+            raise InputError(f"{path}: lacks column(s) {', '.join(missing)} of a segment table")
+        if rows != self.info.n_segments:
+            raise InputError(f"{path}: {rows} rows, but workspace.json says {self.info.n_segments} segments")
+
+    def _check_embeddings(self) -> None:
+        """embeddings.npy is a .npy of native float32 [n_segments, dim] (its header only)."""
+        path = self.root / EMBEDDINGS_NPY
+        if not path.is_file():
+            raise self._missing(EMBEDDINGS_NPY)
+        header = npy_header(path)
+        if header is None:
+            raise InputError(f"{path}: a .npy format version this VoxSAE does not read")
+        shape, _, dtype, _ = header
+        if dtype.hasobject:
+            raise InputError(f"{path}: holds pickled Python objects, which are never loaded")
+        if dtype != np.dtype(np.float32):
+            raise InputError(
+                f"{path}: holds {dtype.str} values; a workspace's embeddings are float32 in this "
+                f"machine's byte order ({np.dtype(np.float32).str}): rebuild it with `import-embeddings`"
+            )
+        expected = (self.info.n_segments, self.info.dim)
+        if tuple(shape) != expected:
+            raise InputError(f"{path}: shape {tuple(shape)}, but workspace.json says {expected}")
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -393,6 +584,7 @@ class Workspace:
         except OSError as exc:
             raise atomic.write_failure(root, exc) from None
         with _writer_lock(root):
+            _move_commit_in(root)  # committed by a writer that ran while this one waited for the lock
             for stale in root.glob(f".{STAGING_NAME}.*"):  # staged by a writer that was killed
                 shutil.rmtree(stale, ignore_errors=True)
             staging = atomic.staging_dir(root, STAGING_NAME)
@@ -410,7 +602,7 @@ class Workspace:
                         shutil.move(str(src), staging / rel)
                     except OSError as exc:
                         raise atomic.write_failure(root / rel, exc) from None
-                text = json.dumps(info.to_json(), indent=2) + "\n"
+                text = json.dumps(replace(info, files=_file_stamps(staging)).to_json(), indent=2) + "\n"
                 _write_staged(
                     staging / WORKSPACE_JSON, root / WORKSPACE_JSON, lambda path: path.write_text(text)
                 )
@@ -429,8 +621,23 @@ class Workspace:
     name = property(lambda self: self.root.name)
     dim = property(lambda self: self.info.dim)
     embedder = property(lambda self: self.info.embedder)
-    fingerprint = property(lambda self: self.info.fingerprint)
-    """Content hash of embeddings + segment ids + metadata (WorkspaceInfo.fingerprint)."""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Content hash of embeddings + segment ids + metadata: WorkspaceInfo.fingerprint while the
+        corpus files are the ones workspace.json was written with, else computed from their content."""
+        if self.info.files is not None and _file_stamps(self.root) == self.info.files:
+            return self.info.fingerprint
+        actual = fingerprint_of(self.segments, np.asarray(self.embeddings))
+        if actual != self.info.fingerprint:
+            logger.warning(
+                "workspace %s: its corpus files changed after workspace.json was written "
+                "(fingerprint %s, recorded %s): results of the old corpus are not used",
+                self.name,
+                actual,
+                self.info.fingerprint,
+            )
+        return actual
 
     def __len__(self) -> int:
         return self.info.n_segments
@@ -441,14 +648,8 @@ class Workspace:
 
     @functools.cached_property
     def embeddings(self) -> np.ndarray:
-        """float32 [N, dim], memory-mapped read-only."""
-        arr = np.load(self.root / EMBEDDINGS_NPY, mmap_mode="r", allow_pickle=False)
-        if arr.shape != (self.info.n_segments, self.info.dim):
-            raise InputError(
-                f"{self.root / EMBEDDINGS_NPY}: shape {arr.shape} does not match workspace.json "
-                f"({self.info.n_segments}, {self.info.dim})"
-            )
-        return arr
+        """float32 [N, dim], memory-mapped read-only (shape and dtype checked on open)."""
+        return np.load(self.root / EMBEDDINGS_NPY, mmap_mode="r", allow_pickle=False)
 
     def attributes(self) -> list[str]:
         """Metadata columns (everything beyond the base segment columns)."""
@@ -503,6 +704,8 @@ class Workspace:
         return path if found else None
 
     def summary(self) -> dict:
+        """name, embedder, dim, segments, hours, speakers, and value -> count of each attribute of
+        at most 20 values (keyed `NAME (column)` where NAME is one of those fields)."""
         seg = self.segments
         out: dict[str, Any] = {
             "name": self.name,
@@ -512,11 +715,10 @@ class Workspace:
             "hours": float(seg["duration_s"].fillna(0).sum() / 3600.0),
         }
         for col in self.attributes():
-            if col == "segment_id":
-                continue
             values = seg[col].dropna().astype(str)
             if col == "speaker":
                 out["speakers"] = int(values[values != ""].nunique())
-            elif values.nunique() <= 20:
-                out[col] = {k: int(v) for k, v in values.value_counts().sort_index().items()}
+            elif values.nunique() <= 20:  # a column named like a figure above never replaces it
+                key = col + COLUMN_SUFFIX if col in SUMMARY_FIELDS else col
+                out[key] = {k: int(v) for k, v in values.value_counts().sort_index().items()}
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -187,3 +189,55 @@ def test_a_long_file_reads_as_a_short_one_and_is_refused_when_memory_is_short(tm
         match=r"long\.flac: too long to decode here \(0\.0 h needs about 0\.0 GiB of memory, 0\.0 GiB available\); split it",
     ):
         load_audio(path)
+
+
+# -- streams without a length, numbers that are not sound, a caller's length limit ---------------
+def test_a_streamed_flac_without_a_length_reads_in_full(tmp_path):
+    from bad_audio import streamed_flac, voice_like
+
+    path = streamed_flac(tmp_path / "stream.flac", seed=2)
+    assert sf.info(str(path)).frames == 2**63 - 1  # what libsndfile says for "length unknown"
+    expected = voice_like(6.0, 160.0, 2)  # what streamed_flac encoded (16-bit FLAC: 1e-4 steps)
+    audio = load_audio(path)
+    assert audio.shape == expected.shape and np.abs(audio - expected).max() < 1e-3
+
+
+def test_a_stream_is_refused_once_it_passes_max_seconds_or_the_memory(tmp_path, monkeypatch):
+    from bad_audio import streamed_flac
+
+    import core.audio.read as audio_mod
+
+    path = streamed_flac(tmp_path / "stream.flac", seconds=20.0)
+    with pytest.raises(InputError, match=r"stream\.flac: more than 0\.25 min of audio; at most 0\.25 min"):
+        load_audio(path, max_seconds=15.0)
+    assert len(load_audio(path, max_seconds=30.0)) == 21 * SR
+    monkeypatch.setattr(audio_mod, "SCAN_BLOCK", SR)
+    monkeypatch.setattr(audio_mod, "available_memory", lambda: 4 * 8 * SR * 4)  # room for about 6 s
+    with pytest.raises(
+        InputError, match=r"stream\.flac: too long to decode here \(a stream without a length"
+    ):
+        load_audio(path)
+
+
+def test_max_seconds_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(440.0, 6.0), SR)
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(
+        InputError, match=r"long\.wav: 0\.1 min of audio; at most 0\.0333333 min is read here"
+    ):
+        load_audio(path, max_seconds=2.0)
+
+
+@pytest.mark.parametrize(("peak", "refused"), [(3e38, True), (1e3, True), (999.0, False), (1.5, False)])
+def test_float_samples_far_past_full_scale_are_corrupt(tmp_path, peak, refused):
+    path = tmp_path / "wild.wav"
+    x = tone(440.0, 1.0)
+    x[100] = peak
+    sf.write(path, x, SR, subtype="FLOAT")
+    if refused:
+        why = f"wild.wav: corrupt audio (samples reach {peak:.3g}; audio lies within -1..1)"
+        with pytest.raises(InputError, match=re.escape(why)):
+            load_audio(path)
+    else:
+        assert float(np.abs(load_audio(path)).max()) == pytest.approx(peak, rel=1e-3)

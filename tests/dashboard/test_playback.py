@@ -178,7 +178,7 @@ def timed_ws(tmp_path):
         ("past", r"\(100\.00-105\.00 s\) lies outside the audio \(0-3\.00 s\)"),
         ("before", "lies outside the audio"),
         ("minus-inf", "empty time range"),
-        ("zero-hz", "corrupt audio header"),
+        ("zero-hz", "corrupt audio header \\(sample rate 0 Hz"),
         ("text", "unreadable or corrupt audio"),
     ],
 )

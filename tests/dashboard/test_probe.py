@@ -236,15 +236,15 @@ def test_a_bad_recording_is_one_error_naming_it(tmp_path, audio, why):
 
 
 def test_warm_embedder_loads_the_workspace_embedder_once(tmp_path, ws):
-    from core.embedders import get_embedder
+    from core.embedders import _loaded_embedder as loaded  # get_embedder's per-process cache
 
-    get_embedder.cache_clear()
+    loaded.cache_clear()
     probe.warm_embedder(ws)  # embedder 'x': nothing to load, and no error
-    assert get_embedder.cache_info().currsize == 0
+    assert loaded.cache_info().currsize == 0
     probe.warm_embedder(_mfcc_ws(tmp_path / "m"))
-    assert get_embedder.cache_info().currsize == 1
+    assert loaded.cache_info().currsize == 1
     probe.embed_recording(_mfcc_ws(tmp_path / "m2"), wav_of(_speechlike(5.0)))
-    assert get_embedder.cache_info().currsize == 1 and get_embedder.cache_info().hits >= 1
+    assert loaded.cache_info().currsize == 1 and loaded.cache_info().hits >= 1
 
 
 def test_mean_embedding_keeps_the_pieces_norm():
@@ -266,3 +266,30 @@ def test_active_summary_names_labels_then_associations():
     )
     assert probe.active_summary(lat) == "Active: **5** (Spanish) · **12** (class=music) · **3**"
     assert probe.active_summary(lat, limit=1) == "Active: **5** (Spanish) · and 2 more"
+
+
+def test_nearest_rows_of_a_one_row_workspace_without_itself_is_empty(tmp_path, make_workspace):
+    one = make_workspace(tmp_path / "one", np.ones((1, D_IN)), language=["es"], gender="")
+    rows, sims = probe.nearest_rows(one, np.ones(D_IN), 5, exclude_row=0)
+    assert rows.size == 0 and sims.size == 0
+    assert list(probe.nearest_rows(one, np.ones(D_IN), 5)[0]) == [0]
+
+
+def test_an_upload_whose_header_says_1_hz_is_refused_for_its_rate(ws, tmp_path):
+    from bad_audio import wav_saying_rate
+
+    data = wav_saying_rate(tmp_path / "one.wav", 1).read_bytes()
+    with pytest.raises(InputError, match=r"^one\.wav: corrupt audio header \(sample rate 1 Hz"):
+        probe.embed_upload(ws, "one.wav", data)
+
+
+def test_a_streamed_upload_is_held_to_the_limit_while_it_is_decoded(ws, tmp_path, monkeypatch):
+    from bad_audio import streamed_flac
+
+    monkeypatch.setattr(probe, "MAX_UPLOAD_S", 5.0)
+    data = streamed_flac(tmp_path / "s.flac", seconds=6.0).read_bytes()
+    with pytest.raises(InputError, match=r"^s\.flac: more than 0\.0833333 min of audio"):
+        probe.embed_upload(ws, "s.flac", data)
+    monkeypatch.setattr(probe, "MAX_UPLOAD_S", 600.0)
+    with pytest.raises(InputError, match="made with embedder 'x'"):  # decoded, as far as the embedder
+        probe.embed_upload(ws, "s.flac", data)

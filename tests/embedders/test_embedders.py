@@ -147,3 +147,19 @@ def test_resemblyzer_bad_weights_file(tmp_path):
         embed_segments("resemblyzer", [np.zeros(16000, np.float32)] * 2, checkpoint=str(bad), pool=True)
     with pytest.raises(InputError, match=r"nothere\.pt: resemblyzer weights file not found"):
         get_embedder("resemblyzer", checkpoint=str(tmp_path / "nothere.pt"))
+
+
+def test_a_job_count_is_held_to_the_machine(monkeypatch):
+    import os
+
+    from core.embedders import JOBS_PER_CPU, check_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert check_jobs(1, "ingest") == 1 and check_jobs(2 * JOBS_PER_CPU, "ingest") == 2 * JOBS_PER_CPU
+    with pytest.raises(
+        InputError,
+        match=r"ingest: --jobs 9 is more worker processes .* \(at most 8: 4 per CPU core, 2 here\)",
+    ):
+        check_jobs(9, "ingest")
+    with pytest.raises(InputError, match="demo-corpus: --jobs must be at least 1, got 0"):
+        check_jobs(0, "demo-corpus")

@@ -15,7 +15,8 @@ Every hostile case asserts the same four things (issue: "Trust"):
 `run_cli` runs `core.cli.main` in this process (fast: no torch import per case); an exception
 that escapes it is caught and reported as the traceback the user would have seen.
 `run_cli_process` runs `python -m core` in a child process, for kill -9 and for cases that need
-a fresh interpreter (umask, resource limits).
+a fresh interpreter (umask, resource limits). `request` calls what a dashboard page calls and
+turns its outcome into the same Outcome.
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def run_cli_process(*argv: str | os.PathLike, env: dict | None = None, timeout: 
         env={**os.environ, **(env or {})},
     )
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+def request(fn, *args, answer=None, **kwargs) -> Outcome:
+    """Call what a dashboard page calls, as an Outcome: rc 2 and one `error:` line for a
+    VoxSAEError (what the page shows in st.error); rc 1 and the traceback for anything else;
+    else `answer(result)` (by default rc 0 and the result's repr)."""
+    from core.errors import VoxSAEError
+
+    try:
+        result = fn(*args, **kwargs)
+    except VoxSAEError as exc:
+        return Outcome(2, "", f"error: {exc}\n")
+    except Exception:  # noqa: BLE001 - exactly what the page would show as an exception box
+        return Outcome(1, "", traceback.format_exc())
+    return answer(result) if answer else Outcome(0, repr(result)[:2000], "")
 
 
 def snapshot(*roots: str | os.PathLike) -> dict[str, str]:

@@ -3,8 +3,9 @@ bad uploads on the Probe a clip page, hostile label files, and label saves on a 
 read-only folder.
 
 The dashboard answers a request, not a command line, so each case runs the function a page calls
-through `request`, which turns its outcome into what the harness checks: a VoxSAEError is one
-`error: <message>` line (what the page shows in st.error), anything else escaping is a traceback.
+through `hostile_harness.request`, which turns its outcome into what the harness checks: a
+VoxSAEError is one `error: <message>` line (what the page shows in st.error), anything else
+escaping is a traceback.
 A label import that rejects rows answers with its report as the one error line. Every case then
 goes through `assert_refused`: a refusal, one line naming the input and what is wrong, no
 traceback, every file that existed before byte-identical.
@@ -14,32 +15,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from dashboard_ws import hostile_uploads, ingested_with_escape, wav_of, zero_hz_wav
-from hostile_harness import Outcome, assert_refused, fill_disk, read_only, run_cli, snapshot
-
-from core.errors import VoxSAEError
+from hostile_harness import Outcome, assert_refused, fill_disk, read_only, request, run_cli, snapshot
 
 SR = 16_000
 MODEL = "topk-L8-K2"  # d_sae 8 (tests/hostile/conftest.py)
-
-
-def request(fn, *args, answer=None, **kwargs) -> Outcome:
-    """Call what a page calls, as the harness's Outcome: rc 2 and one `error:` line for a
-    VoxSAEError; rc 1 and the traceback for anything else; else `answer(result)` (by default
-    rc 0 and the result's repr)."""
-    try:
-        result = fn(*args, **kwargs)
-    except VoxSAEError as exc:
-        return Outcome(2, "", f"error: {exc}\n")
-    except Exception:  # noqa: BLE001 - exactly what the page would show as an exception box
-        return Outcome(1, "", traceback.format_exc())
-    return answer(result) if answer else Outcome(0, repr(result)[:2000], "")
 
 
 # -- playback: only files under the workspace's audio folders ----------------------------------
@@ -110,7 +95,9 @@ def test_playback_refuses_a_0_hz_file(playback_ws, data_root):
 
     before = snapshot(data_root)
     out = request(segment_wav, playback_ws, "seg-zero-hz")
-    assert_refused(out, "zero.wav", "corrupt audio header", before=before, roots=[data_root])
+    assert_refused(
+        out, "zero.wav", "corrupt audio header (sample rate 0 Hz", before=before, roots=[data_root]
+    )
 
 
 @pytest.mark.parametrize("segment_id", ["../secret.wav", "/etc/passwd", "x" * 10_000])

@@ -280,3 +280,50 @@ def test_a_store_that_does_not_exist_is_created_on_first_use(tmp_path):
     assert not path.exists()  # constructing touches nothing
     assert store.save("m", 1, "x").version == 1
     assert LabelStore(path).get("m", 1).name == "x"
+
+
+# -- links, foreign and hand-edited databases, fields named twice --------------------------------------
+@pytest.mark.parametrize("name", ["labels.sqlite", "labels.sqlite-wal", "labels.sqlite-journal"])
+def test_a_link_at_the_database_or_a_sidecar_is_never_followed(tmp_path, name):
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(b"")
+    store = LabelStore(tmp_path / "labels.sqlite")
+    (tmp_path / name).symlink_to(decoy)
+    for call in (lambda: store.save("m", 1, "x"), store.all):
+        with pytest.raises(InputError, match=rf"{name}: a link \(to {decoy}\), never followed"):
+            call()
+    assert decoy.read_bytes() == b""
+
+
+def test_another_tools_database_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE label_history (id INTEGER, note TEXT)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="table label_history lacks column"):
+        LabelStore(path).save("m", 1, "x")
+    assert path.read_bytes() == before
+
+
+def test_a_hand_edited_row_is_named(tmp_path):
+    store = LabelStore(tmp_path / "labels.sqlite")
+    store.save("m", 3, "x")
+    con = sqlite3.connect(store.path)
+    con.execute("UPDATE labels SET version = 'two'")
+    con.commit()
+    con.close()
+    with pytest.raises(
+        InputError, match=r"a damaged label \(model 'm', latent 3\): version 'two' is not a number"
+    ):
+        store.get("m", 3)
+
+
+def test_a_field_named_twice_is_refused(store):
+    with pytest.raises(InputError, match="upload: the CSV header names column 'name' twice"):
+        store.import_text("model,latent,name,Name\nm,1,a,b\n", "csv")
+    report = store.import_text('[{"model": "m", "latent": 1, "name": "a", "name": "b"}]', "json")
+    assert report.errors == [(1, "key 'name' appears twice")] and store.all() == []
+    nested = store.import_text('[{"model": "m", "latent": 1, "name": {"x": 1, "x": 2}}]', "json")
+    assert nested.errors == [(1, "name is not text: a dict")]

@@ -262,3 +262,37 @@ def test_metadata_paths_inside_the_folder_are_taken_relative(tree, tmp_path):
     meta = tmp_path / "m.csv"
     meta.write_text(f"file,speaker\n{root}/a.wav,A\nsub/./b.flac,B\nsub/../in_link.wav,C\nin_dir/b.flac,D\n")
     assert list(read_metadata(meta, root).index) == ["a.wav", "sub/b.flac", "in_link.wav", "in_dir/b.flac"]
+
+
+def test_a_symlink_loop_and_a_name_that_is_not_utf8_are_skipped_with_their_reason(tree):
+    from core.workspace.ingest import NOT_UTF8, shown_name
+
+    root, _ = tree
+    (root / "loop.wav").symlink_to(root / "loop.wav")
+    (root / "x.wav").write_bytes(b"x")
+    os.rename(root / "x.wav", os.fsencode(root) + b"/\xff.wav")
+    files = find_audio_files(root)
+    assert "loop.wav" in files and "\udcff.wav" in files
+    assert outside_reason(root, "loop.wav") == "a symlink loop: not read"
+    assert outside_reason(root, "\udcff.wav") == NOT_UTF8
+    assert shown_name("\udcff.wav") == "\\xff.wav" and shown_name("café.wav") == "café.wav"
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "in_csv", "hint"),
+    [
+        ("Sub/A.wav", "Sub/a.wav", "'A.wav': the names differ only in letter case"),
+        ("caf\u00e9.wav", "cafe\u0301.wav", "'café.wav': the names differ only in Unicode normalisation"),
+        ("a.wav", "b.wav", None),
+    ],
+    ids=["case", "normalisation", "no-near-miss"],
+)
+def test_a_missing_file_names_the_file_it_probably_means(tmp_path, on_disk, in_csv, hint):
+    root = tmp_path / "calls"
+    (root / on_disk).parent.mkdir(parents=True)
+    (root / on_disk).write_bytes(b"x")
+    meta = tmp_path / "m.csv"
+    meta.write_text(f"file,speaker\n{in_csv},A\n")
+    with pytest.raises(InputError, match=r"not found under") as err:
+        read_metadata(meta, root.resolve())
+    assert (f"(the folder holds {hint})" in str(err.value)) if hint else "folder holds" not in str(err.value)

@@ -63,3 +63,31 @@ def test_not_utf8_and_missing(tmp_path):
         read_metadata_csv(path)
     with pytest.raises(InputError, match=r"nope\.csv: metadata CSV not found"):
         read_metadata_csv(tmp_path / "nope.csv")
+
+
+def test_a_nul_byte_is_refused_with_its_line(tmp_path):
+    path = write(tmp_path, "file,speaker\na.wav,A\n\nb.wav,B\x00\n")
+    with pytest.raises(InputError, match=r"m\.csv row 4: a NUL byte; a metadata CSV is text"):
+        read_metadata_csv(path)
+
+
+def test_columns_are_capped_before_any_row_is_read(tmp_path):
+    from core.workspace.metadata import MAX_COLUMNS
+
+    header = ",".join(f"c{i}" for i in range(MAX_COLUMNS + 1))
+    path = write(tmp_path, header + "\n" + '"never closed\n')  # the row is never reached
+    with pytest.raises(InputError, match=rf"1,001 columns in the header; .* at most {MAX_COLUMNS:,}"):
+        read_metadata_csv(path)
+    at_cap = write(
+        tmp_path, ",".join(f"c{i}" for i in range(MAX_COLUMNS)) + "\n" + ",".join("x" * MAX_COLUMNS) + "\n"
+    )
+    assert read_metadata_csv(at_cap).shape == (1, MAX_COLUMNS)
+
+
+def test_a_folder_or_a_device_is_not_called_missing(tmp_path):
+    with pytest.raises(InputError, match="a folder, not a metadata CSV file"):
+        read_metadata_csv(tmp_path)
+    with pytest.raises(InputError, match="/dev/null: not a regular file"):
+        read_metadata_csv("/dev/null")
+    with pytest.raises(InputError, match="metadata CSV not found"):
+        read_metadata_csv(tmp_path / "nope.csv")

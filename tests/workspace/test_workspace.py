@@ -279,3 +279,116 @@ def test_kill_9_mid_swap_leaves_a_workspace_that_opens_complete(tmp_path, segmen
     ws = _consistent(root)
     assert ws.embedder == "new" and len(ws) == 9
     assert not (root / NEW_CORPUS_DIR).exists()
+
+
+# -- names, links, hand edits, fingerprints, two writers ----------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("a\x00b", r"--workspace 'a\\x00b': a NUL byte cannot be part of a folder name"),
+        ("x" * 256, r"--workspace 'x{57}'\.\.\.: a folder name of 256 bytes; at most 255 fit"),
+        ("deep/" + "é" * 128, r"a folder name of 256 bytes"),  # bytes, not characters
+    ],
+    ids=["nul", "256-chars", "256-bytes"],
+)
+def test_names_no_folder_can_have(name, match):
+    with pytest.raises(InputError, match=match):
+        resolve_workspace_path(name)
+    assert resolve_workspace_path("x" * 255).name == "x" * 255
+
+
+def test_a_data_folder_that_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / "data").write_text("")
+    monkeypatch.setenv("VOXSAE_DATA", str(tmp_path / "data"))
+    with pytest.raises(InputError, match=r"VOXSAE_DATA .*/data is a file, not a folder of workspaces"):
+        resolve_workspace_path("w")
+
+
+def test_a_broken_link_is_not_a_target(tmp_path):
+    (tmp_path / "w").symlink_to(tmp_path / "gone")
+    with pytest.raises(InputError, match=r"w: a broken link \(to .*gone\)"):
+        check_target(tmp_path / "w")
+
+
+def test_workspace_json_fields_are_checked(segments_factory, tmp_path):
+    from core.workspace.workspace import read_info
+
+    ws = Workspace.create(
+        tmp_path / "w", segments_factory(4), np.ones((4, 2), np.float32), embedder="t", sample_rate=0
+    )
+    meta = ws.root / WORKSPACE_JSON
+    good = json.loads(meta.read_text())
+    assert read_info(ws.root).files == {
+        name: [(ws.root / name).stat().st_size, (ws.root / name).stat().st_mtime_ns]
+        for name in (SEGMENTS_PARQUET, EMBEDDINGS_NPY)
+    }
+    for change, why in [
+        ({"sample_rate": True}, "sample_rate True is not a whole number"),
+        ({"n_segments": 0}, "n_segments 0 is not positive"),
+        ({"name": 3}, "name 3 is not text"),
+        ({"files": []}, r"files \[\] is not a JSON object"),
+        ({"format_version": 2}, "format 2, written by a newer VoxSAE; this VoxSAE reads format 1"),
+    ]:
+        meta.write_text(json.dumps({**good, **change}))
+        with pytest.raises(InputError, match=rf"workspace\.json: not a VoxSAE workspace file \({why}"):
+            Workspace(ws.root)
+    meta.write_text(json.dumps({k: v for k, v in good.items() if k != "files"}))  # made before `files`
+    assert Workspace(ws.root).fingerprint == good["fingerprint"]  # computed from the content
+
+
+def test_the_fingerprint_is_read_from_content_only_when_the_files_changed(
+    segments_factory, tmp_path, monkeypatch
+):
+    import time
+
+    import core.workspace.workspace as wsmod
+
+    ws = Workspace.create(
+        tmp_path / "w", segments_factory(6), np.ones((6, 3), np.float32), embedder="t", sample_rate=0
+    )
+    computed = []
+    real = wsmod.fingerprint_of
+    monkeypatch.setattr(wsmod, "fingerprint_of", lambda *a: computed.append(1) or real(*a))
+    assert Workspace(ws.root).fingerprint == ws.info.fingerprint and computed == []
+    time.sleep(0.05)  # a later clock tick
+    np.save(ws.root / EMBEDDINGS_NPY, np.full((6, 3), 2.0, np.float32))
+    again = Workspace(ws.root)
+    assert again.fingerprint != ws.info.fingerprint and computed == [1]
+    assert again.fingerprint == real(again.segments, np.asarray(again.embeddings))
+
+
+def test_a_writer_finishes_a_commit_it_finds_before_staging_its_own(segments_factory, tmp_path, monkeypatch):
+    """What a writer that waited for the lock finds: a predecessor's committed .new-corpus."""
+    import core.workspace.workspace as wsmod
+
+    root = tmp_path / "w"
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    monkeypatch.setattr(wsmod, "_finish_commit", lambda r: None)  # the predecessor stops after its commit
+    Workspace.create(root, *_corpus(segments_factory, 7, 2.0), embedder="a", sample_rate=0)
+    assert (root / NEW_CORPUS_DIR).is_dir()
+    monkeypatch.undo()
+    ws = Workspace.create(root, *_corpus(segments_factory, 9, 3.0), embedder="b", sample_rate=0)
+    assert ws.embedder == "b" and len(ws) == 9 and not (root / NEW_CORPUS_DIR).exists()
+
+
+def test_a_commit_folder_that_is_a_link_is_not_followed(segments_factory, tmp_path):
+    root = tmp_path / "w"
+    Workspace.create(root, *_corpus(segments_factory, 6, 1.0), embedder="old", sample_rate=0)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("mine")
+    (root / NEW_CORPUS_DIR).symlink_to(tmp_path / "mine")
+    with pytest.raises(InputError, match=r"\.new-corpus: a link \(to .*mine\), not followed"):
+        Workspace(root)
+    assert (tmp_path / "mine" / "notes.md").read_text() == "mine"
+
+
+def test_summary_fields_are_not_replaced_by_columns(segments_factory, tmp_path):
+    seg = segments_factory(4).assign(dim="x", embedder="y", language="es")
+    ws = Workspace.create(tmp_path / "w", seg, np.ones((4, 2), np.float32), embedder="t", sample_rate=0)
+    info = ws.summary()
+    assert (info["dim"], info["embedder"], info["segments"]) == (2, "t", 4)
+    assert (
+        info["dim (column)"] == {"x": 4}
+        and info["embedder (column)"] == {"y": 4}
+        and info["language"] == {"es": 4}
+    )
