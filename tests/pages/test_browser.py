@@ -57,13 +57,20 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright_session():
+    """One sync_playwright() per test module: a second one in the same thread while the first is
+    open refuses to start ("Sync API inside the asyncio loop")."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_session):
+    b = launch(playwright_session)
+    yield b
+    b.close()
 
 
 def _open(page, server, path: str, text: str) -> None:
@@ -251,11 +258,9 @@ def _hold_music_wav(path: Path, seconds: float = 12.0) -> Path:
     return path
 
 
-def test_probe_a_recording_from_the_microphone(default_server, tmp_path):
+def test_probe_a_recording_from_the_microphone(default_server, playwright_session, tmp_path):
     """Chromium's fake microphone plays hold music; the probe page records it (st.audio_input),
     and the latent `analyze` identified for class=music fires on it."""
-    from playwright.sync_api import sync_playwright
-
     from core.analysis.identification import load_identification, model_result
     from core.workspace.workspace import Workspace
 
@@ -263,8 +268,8 @@ def test_probe_a_recording_from_the_microphone(default_server, tmp_path):
     ws = Workspace(default_server.data_root / "demo")
     music = model_result(load_identification(ws, "class", "music", ["voice"]), model)["latent"]
     wav = _hold_music_wav(tmp_path / "hold-music.wav")
-    with sync_playwright() as p:
-        browser = launch(p, fake_microphone(wav))
+    browser = launch(playwright_session, fake_microphone(wav))
+    try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         _open(page, default_server, f"probe?model={model}", "Probe a clip")
@@ -284,6 +289,7 @@ def test_probe_a_recording_from_the_microphone(default_server, tmp_path):
         assert music in active, (music, summary.inner_text())
         assert page.locator("audio").count() >= 6  # its nearest segments' players
         _shot(page, "default-5-probe-recording")
+    finally:
         browser.close()
 
 

@@ -203,7 +203,7 @@ def test_the_memory_estimate_counts_every_model_and_names_the_biggest():
 
 
 _MEASURE = """
-import resource, sys
+import sys
 import psutil, torch
 sys.path.insert(0, "tests")
 from sae_synth import segments_for, synthetic_embeddings
@@ -219,7 +219,10 @@ memory.check_fits = lambda need, device: seen.append(need.total)
 grid.train_grid(ws, TrainConfig(archs=("relu",), latents=(10,), epochs=1), progress=False)  # warm up
 rss = psutil.Process().memory_info().rss
 grid.train_grid(ws, TrainConfig(archs=("relu",), latents=(100_000,), epochs=1), progress=False)
-print(seen[-1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the parent's
+# (an xdist worker's) peak whenever that is higher
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(seen[-1], hwm * 1024 - rss)
 """
 
 
