@@ -47,7 +47,7 @@ def seed_figures(report: dict) -> dict[str, float]:
             out[f"{pos}: models whose steering flips both classes"] = float(st["models_flipping_both"])
             out[f"{pos}: focus cell mean delta_s of {p} after steering"] = st["classes"][p]["mean_after"]
             out[f"{pos}: focus cell mean delta_s of {n} after steering"] = st["classes"][n]["mean_after"]
-        if "splitting" in f:
+        if "splitting" in f and f["splitting"]["subgroup"] is not None:
             out[f"{pos}: model pairs splitting it by {f['splitting']['subgroup']}"] = float(
                 f["splitting"]["n_subgroup_split"]
             )
