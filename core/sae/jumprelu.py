@@ -80,7 +80,6 @@ def l0_penalty(coef: Tensor | float, pre: Tensor, threshold: Tensor, bandwidth: 
 class JumpReLUSAE(SAE):
     architecture = "jumprelu"
     saelens_architecture = "jumprelu"
-    unit_norm_decoder = True
     uses_k = False
     uses_auxk = False
     activation_bytes = (24.0, 18.0)  # measured: training step, inference pass
