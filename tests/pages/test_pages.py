@@ -24,6 +24,18 @@ def ws_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_caches():
+    """Every AppTest in this process shares Streamlit's global st.cache_data / st.cache_resource
+    (one server would too): clear them so no test sees what an earlier test in this worker cached
+    (a test that corrupted and restored a file, another data root)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
 @pytest.fixture()
 def ws(ws_root, monkeypatch):
     """The dashboard's workspace; data_root() points at it during the test."""
@@ -411,6 +423,10 @@ def test_a_corrupt_label_store_is_one_message_and_pages_still_open(ws, corrupt_l
 
 def test_labeling_page_refuses_a_file_that_is_not_csv_or_json(ws):
     at = app("labeling")
+    assert at.title and at.title[0].value.startswith("Label latents of"), (
+        [e.value for e in at.error],
+        [w.value for w in at.warning],
+    )
     at.file_uploader(key="label_import").set_value(("labels.txt", b"model,latent,name\n", "text/plain")).run()
     next(b for b in at.button if b.key == "do_import").click().run()
     assert not at.exception
