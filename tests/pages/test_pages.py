@@ -400,15 +400,17 @@ def test_labeling_page_refuses_deeply_nested_json_whole(ws):
 def corrupt_labels(ws):
     """labels.sqlite replaced by junk for one test, then put back."""
     path = ws.labels_path
-    saved = path.read_bytes() if path.exists() else None
-    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    sides = [path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    with sqlite3.connect(path) as con:  # fold the write-ahead log into the file before saving it
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    saved = path.read_bytes()
+    for extra in sides:
         extra.unlink(missing_ok=True)
     path.write_bytes(b"junk, not SQLite " * 100)
     yield path
-    if saved is None:
-        path.unlink()
-    else:
-        path.write_bytes(saved)
+    for extra in sides:  # whatever SQLite left beside the junk belongs to the junk
+        extra.unlink(missing_ok=True)
+    path.write_bytes(saved)
 
 
 def test_a_corrupt_label_store_is_one_message_and_pages_still_open(ws, corrupt_labels):
@@ -427,6 +429,7 @@ def test_labeling_page_refuses_a_file_that_is_not_csv_or_json(ws):
         [e.value for e in at.error],
         [w.value for w in at.warning],
     )
+    assert not at.error, [e.value for e in at.error]
     at.file_uploader(key="label_import").set_value(("labels.txt", b"model,latent,name\n", "text/plain")).run()
     next(b for b in at.button if b.key == "do_import").click().run()
     assert not at.exception
