@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 
-from core.analysis.store import ResultStore
+from core.analysis.store import ResultStore, segments_digest
 from core.errors import InputError
 from core.workspace.workspace import Workspace
 
@@ -100,7 +100,8 @@ def _replica(ws: Workspace, seed: int) -> Workspace:
     root = ws.cache_dir / SEEDS_DIR / f"seed-{seed}"
     if Workspace.exists(root):
         rep = Workspace(root)
-        if rep.fingerprint == ws.fingerprint:
+        # the fingerprint leaves out column names and the base columns; the analyses read both
+        if rep.fingerprint == ws.fingerprint and segments_digest(rep) == segments_digest(ws):
             return rep
     return Workspace.create(
         root,

@@ -96,3 +96,14 @@ def test_bad_seeds_are_one_error_line(seeds, capsys, tmp_path):
     rc = main(["seeds", "--workspace", str(tmp_path / "w"), f"--seeds={seeds}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: --seeds")
+
+
+def test_a_replica_follows_a_renamed_column(tmp_path):
+    """Same embeddings and values, a column renamed: the fingerprint may not change, the replica must."""
+    from core.analysis.seeds import _replica
+
+    ws = build_workspace(str(tmp_path / "w"), n_sae_speakers=4, n_feat_speakers=4, per_speaker=3)
+    assert "accent" not in _replica(ws, 1).segments.columns
+    renamed = ws.segments.rename(columns={"gender": "accent"})
+    ws2 = Workspace.create(ws.root, renamed, np.array(ws.embeddings), embedder=ws.embedder, sample_rate=16000)
+    assert "accent" in _replica(ws2, 1).segments.columns
