@@ -37,6 +37,15 @@ SAMPLE_RATE = 16_000  # every embedder here consumes 16 kHz mono
 # --- segment table columns ----------------------------------------------------------------
 SEGMENT_BASE_COLUMNS = ("segment_id", "source", "start_s", "end_s", "duration_s")
 KNOWN_ATTRIBUTES = ("speaker", "language", "gender", "class", "split")
+# measured from each segment's audio at ingest and demo-corpus (core/audio/attributes.py), in this order
+MEASURED_ATTRIBUTES = (
+    "f0_median_hz",  # median F0 of the voiced frames (Hz)
+    "f0_range_hz",  # F0 range of the voiced frames (Hz, 95th minus 5th percentile)
+    "loudness_dbfs",  # RMS level of the non-silent part (dBFS)
+    "speech_rate",  # syllable nuclei per second of speech
+    "snr_db",  # signal-to-noise estimate (dB)
+    "voiced_fraction",  # share of frames that are voiced (0-1)
+)
 SPLIT_SAE = "sae"
 SPLIT_FEATURE = "feature"
 

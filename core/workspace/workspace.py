@@ -655,6 +655,17 @@ class Workspace:
         """Metadata columns (everything beyond the base segment columns)."""
         return [c for c in self.segments.columns if c not in SEGMENT_BASE_COLUMNS]
 
+    def continuous_attributes(self) -> list[str]:
+        """Metadata columns that hold numbers (int or float, not bool): the measured attributes
+        (core.constants.MEASURED_ATTRIBUTES), synthesis parameters, and any numeric column an
+        import brought. They are the attributes `continuous` correlates latents with."""
+        seg = self.segments
+        return [
+            c
+            for c in self.attributes()
+            if pd.api.types.is_numeric_dtype(seg[c]) and not pd.api.types.is_bool_dtype(seg[c])
+        ]
+
     def attribute_values(self, attribute: str) -> list[str]:
         if attribute not in self.segments.columns:
             raise NotFoundError(

@@ -392,3 +392,16 @@ def test_summary_fields_are_not_replaced_by_columns(segments_factory, tmp_path):
         and info["embedder (column)"] == {"y": 4}
         and info["language"] == {"es": 4}
     )
+
+
+def test_continuous_attributes_are_the_numeric_metadata_columns(segments_factory):
+    seg = segments_factory(6)
+    seg["f0_median_hz"] = [110.0, 120.5, 200.0, 210.0, float("nan"), 190.0]
+    seg["age"] = [31, 45, 22, 60, 38, 29]
+    seg["consented"] = [True, False, True, True, False, True]
+    seg["accent"] = ["a", "b", "a", "b", "a", "b"]
+    ws = Workspace.create("cont", seg, np.zeros((6, 2), np.float32), embedder="t", sample_rate=0)
+    assert ws.continuous_attributes() == ["f0_median_hz", "age"]
+    # base columns (start_s, duration_s, ...) are numbers but not attributes
+    assert "duration_s" not in ws.continuous_attributes()
+    assert {"consented", "accent", "f0_median_hz", "age"} <= set(ws.attributes())
