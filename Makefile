@@ -39,7 +39,12 @@ demo: setup
 	$(BIN)/python -m core summary --workspace $(WORKSPACE)
 	$(BIN)/python -m core train --workspace $(WORKSPACE)
 	$(BIN)/python -m core analyze --workspace $(WORKSPACE)
-	$(BIN)/python -m core report --workspace $(WORKSPACE)
+	# the same calls embedded a second way (mfcc-stats), so the report can say which features are
+	# universal across embedders
+	$(BIN)/python -m core demo-corpus --workspace $(WORKSPACE)-mfcc --embedder mfcc-stats --audio-from $(WORKSPACE)
+	$(BIN)/python -m core train --workspace $(WORKSPACE)-mfcc --latents 100,200,400 --k 10,20
+	$(BIN)/python -m core analyze --workspace $(WORKSPACE)-mfcc
+	$(BIN)/python -m core report --workspace $(WORKSPACE) --across $(WORKSPACE)-mfcc
 	$(BIN)/python -m core dashboard-cache --workspace $(WORKSPACE)
 	@if [ -f app.py ]; then \
 	  echo "VoxSAE dashboard: http://$(HOST):$(PORT)  (Ctrl-C stops it)"; \

@@ -179,8 +179,12 @@ def _py(v):
     return v
 
 
-def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> tuple[dict, dict]:
-    """(report dict for report.json, chart objects by id). Runs `analyze` first when `run`."""
+def build_report(
+    ws: Workspace, *, run: bool = True, progress: bool = True, across: tuple = ()
+) -> tuple[dict, dict]:
+    """(report dict for report.json, chart objects by id). Runs `analyze` first when `run`.
+    `across`: workspaces of the same audio embedded by other embedders, whose SAEs the
+    universality section compares with this workspace's (core.analysis.universality)."""
     from core.analysis.analyze import load_manifest, run_analyses
     from core.analysis.models import scan_model_refs
     from core.analysis.suggestions import load_suggestions
@@ -242,10 +246,23 @@ def build_report(ws: Workspace, *, run: bool = True, progress: bool = True) -> t
                 ),
             }
     report["claims"] = claims(report)
+    uni_model = paper or sugg_model
+    if uni_model:
+        from core.analysis.universality import feature_universality, universality_chart, universality_reading
+
+        uni = feature_universality(ws, uni_model, across=across)
+        uni["across"] = [Workspace.of(w).name for w in across]
+        uni["reading"] = universality_reading(uni)
+        report["universality"] = uni
+        chart = universality_chart(uni)
+        if chart is not None:
+            charts["universality"] = chart
     spread = load_seed_spread(ws)
     if spread is not None:
         report["seed_spread"] = {k: v for k, v in spread.items() if k != INPUTS}
     report[INPUTS] = {k: v for k, v in manifest[INPUTS].items() if k != CONTENT_KEY}
+    if across:  # the universality section read these workspaces too
+        report[INPUTS]["across"] = {str(Workspace.of(w).root): Workspace.of(w).fingerprint for w in across}
     return report, charts
 
 
@@ -484,6 +501,35 @@ def render_html(report: dict, charts: dict) -> str:
             )
             if f"steer-{attr}" in charts:
                 parts.append(_chart_html(f"steer-{attr}-{n}", charts[f"steer-{attr}"]))
+    if "universality" in report:
+        u = report["universality"]
+        parts.append(
+            "<h2>Universality: are the features shared across SAEs and embedders?</h2>"
+            + _reading(u["reading"])
+        )
+        if not u["across"]:
+            parts.append(
+                "<p><em>No other embedder compared: pass <code>report --across W2</code> with a workspace of "
+                "the same audio embedded another way (`make demo` builds demo-mfcc).</em></p>"
+            )
+        if "universality" in charts:
+            parts.append(_chart_html("universality", charts["universality"]))
+        parts.append(
+            _table(
+                u["rows"],
+                [
+                    "feature",
+                    "latent",
+                    "comparison",
+                    "other_workspace",
+                    "other_model",
+                    "match_latent",
+                    "match_correlation",
+                    "universal",
+                ],  # fmt: skip
+                fmt={"match_correlation": lambda v: f"{v:.2f}"},
+            )
+        )
     if "suggestions" in report:
         s = report["suggestions"]
         parts.append("<h2>Label suggestions</h2>" + _reading(s["reading"]))
@@ -502,8 +548,8 @@ def render_html(report: dict, charts: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(ws: Workspace, *, progress: bool = True) -> tuple[dict, str]:
-    report, charts = build_report(ws, progress=progress)
+def write_report(ws: Workspace, *, progress: bool = True, across: tuple = ()) -> tuple[dict, str]:
+    report, charts = build_report(ws, progress=progress, across=across)
     page = render_html(report, charts)
     inputs = report.pop(INPUTS)
     atomic.write_text(ws.analyses_dir / REPORT_HTML, page)
@@ -513,6 +559,14 @@ def write_report(ws: Workspace, *, progress: bool = True) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--workspace", required=True, help="workspace name or path")
+    parser.add_argument(
+        "--across",
+        action="append",
+        default=[],
+        metavar="W2",
+        help="a workspace of the same audio embedded by another embedder (repeatable): the report says "
+        "which features its SAEs share with this workspace's",
+    )
 
 
 def main(args) -> int:
@@ -520,7 +574,7 @@ def main(args) -> int:
 
     ws = Workspace.open(args.workspace)
     warn_unusable_models(ws)
-    report, _ = write_report(ws)
+    report, _ = write_report(ws, across=tuple(args.across))
     for f in report["features"]:
         print(f"{f['attribute']}: {f['identification']['reading']}")
         print(f"  grid: {f['grid']['reading']}")
@@ -530,6 +584,8 @@ def main(args) -> int:
             print(f"  steering: {f['steering']['reading']}")
     for c in report["claims"]:
         print(f"[{'n/a' if c['holds'] is None else ('yes' if c['holds'] else 'NO ')}] {c['claim']}")
+    if "universality" in report:
+        print(f"universality: {report['universality']['reading']}")
     spread = report.get("seed_spread")
     if spread:
         print(f"over training seeds {', '.join(map(str, spread['seeds']))}:")

@@ -366,6 +366,126 @@ def _mean_max(corr: np.ndarray, live: np.ndarray, axis: int) -> float | None:
     return float(best[live].mean())
 
 
+# -- the report's question: which identified features are universal? ------------------------------
+def feature_universality(ws, model: str, *, across=()) -> dict:
+    """Are the identified features (language=es, class=music) of `model` found again by other SAEs?
+
+    Compared with (a) the other latent sizes of `model`'s architecture and K in the same workspace
+    ("same embedder": across SAEs) and (b) every usable model of each workspace in `across`
+    ("other embedder": the same audio embedded another way, matched by segment id). Each
+    comparison is one `universality` result (stored, reused while its inputs are unchanged).
+    Returns {"model", "rows": [one per feature x compared model], "features": {feature: verdict}}:
+    a feature is universal across SAEs when its best match in every other size is above
+    UNIVERSAL_CORRELATION, and across embedders when some model of every `across` workspace
+    matches it above it (an SAE of another embedder may spend several latents on what one
+    latent here holds; the best single match is the measure)."""
+    from core.sae.catalog import list_models
+
+    ws = Workspace.of(ws)
+    mine = get_model(ws, model)
+    pairs: list[tuple[str, object, str]] = [
+        ("same embedder", None, m.name)
+        for m in list_models(ws)
+        if m.arch == mine.arch and m.k == mine.k and m.d_sae != mine.d_sae
+    ]
+    for other in across:
+        other_ws = Workspace.of(other)
+        if other_ws.root == ws.root:
+            raise InputError(f"universality: --across {other}: is the workspace itself; name another one")
+        pairs += [("other embedder", other_ws, m.name) for m in list_models(other_ws)]
+    rows: list[dict] = []
+    for kind, other_ws, other_model in pairs:
+        res = universality(ws, model, other_model, model_workspace=other_ws)
+        for f in res["features"]:
+            if f["model"] != model or f["workspace"] != ws.name:
+                continue  # the other side's features matched back: not this question
+            rows.append(
+                {
+                    "feature": f["feature"],
+                    "latent": f["latent"],
+                    "comparison": kind,
+                    "other_workspace": res["b"]["workspace"],
+                    "other_embedder": res["b"]["embedder"],
+                    "other_model": other_model,
+                    "match_latent": f["match_latent"],
+                    "match_correlation": f["match_correlation"],
+                    "universal": f["universal"],
+                    "segments": res["segments"],
+                }
+            )
+    verdicts: dict[str, dict] = {}
+    for feature in dict.fromkeys(r["feature"] for r in rows):
+        mine_rows = [r for r in rows if r["feature"] == feature]
+        same = [r for r in mine_rows if r["comparison"] == "same embedder"]
+        other = [r for r in mine_rows if r["comparison"] == "other embedder"]
+        per_ws: dict[str, float] = {}
+        for r in other:
+            per_ws[r["other_workspace"]] = max(per_ws.get(r["other_workspace"], -1.0), r["match_correlation"])
+        verdicts[feature] = {
+            "latent": mine_rows[0]["latent"],
+            "sizes_matched": sum(r["universal"] for r in same),
+            "sizes": len(same),
+            "across_sizes": bool(same) and all(r["universal"] for r in same),
+            "best_other_embedder": per_ws,
+            "across_embedders": (
+                None if not per_ws else all(c >= UNIVERSAL_CORRELATION for c in per_ws.values())
+            ),
+        }
+    return {"model": model, "workspace": ws.name, "threshold": UNIVERSAL_CORRELATION, "rows": rows,
+            "features": verdicts}  # fmt: skip
+
+
+def universality_reading(summary: dict) -> str:
+    """One sentence per feature: universal across SAEs? across embedders?"""
+    out = []
+    for feature, v in summary["features"].items():
+        sizes = (
+            f"matched above {summary['threshold']:g} in {v['sizes_matched']} of {v['sizes']} other latent sizes"
+            if v["sizes"]
+            else "no other latent size to compare"
+        )
+        if v["across_embedders"] is None:
+            emb = "no other embedder compared"
+        else:
+            best = ", ".join(f"{w} {c:.2f}" for w, c in v["best_other_embedder"].items())
+            emb = f"{'universal' if v['across_embedders'] else 'not universal'} across embedders (best match: {best})"
+        out.append(f"{feature} (latent {v['latent']} of {summary['model']}): {sizes}; {emb}")
+    return "; ".join(out) if out else f"{summary['model']}: no identified feature to compare"
+
+
+def universality_chart(summary: dict):
+    """Best match of each identified feature in each compared SAE, the threshold as a rule."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame(summary["rows"])
+    if df.empty:
+        return None
+    df["compared"] = df["other_workspace"] + " / " + df["other_model"]
+    bars = (
+        alt.Chart()
+        .mark_bar()
+        .encode(
+            x=alt.X("compared:N", title="compared SAE (workspace / model)", sort=None),
+            y=alt.Y("match_correlation:Q", title="best match correlation", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("comparison:N", title=""),
+            tooltip=[
+                "feature",
+                "other_model",
+                "other_embedder",
+                "match_latent",
+                alt.Tooltip("match_correlation:Q", format=".2f"),
+            ],  # fmt: skip
+        )
+    )
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4]).encode(y=alt.datum(summary["threshold"]))
+    return (
+        alt.layer(bars, rule, data=df)
+        .facet(row=alt.Row("feature:N", title=None))
+        .properties(title=f"Is each feature of {summary['model']} found again by other SAEs?")
+    )
+
+
 # -- command ---------------------------------------------------------------------------------------
 PAIRS_SHOWN = 20
 

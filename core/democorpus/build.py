@@ -40,6 +40,8 @@ REGIONS_FILE = "regions.parquet"
 """Ground truth of every call (one row per turn / music / announcement), inside audio/."""
 EMBED_CALLS_PER_BATCH = 48
 """Calls loaded and embedded together (bounds memory: about 48 x 60 s of segments)."""
+DEMO_EMBEDDERS = ("resemblyzer", "mfcc-stats")
+"""Embedders that need no file from the user (weights inside a package, or none at all)."""
 AUDIO_BYTES_PER_SCALE = 270e6
 """Bytes of FLAC calls (plus segments and embeddings) per unit of --scale (260 MB of audio at 1)."""
 
@@ -161,6 +163,42 @@ def embed_table(table: pd.DataFrame, audio_dir: Path, embedder: str, jobs: int, 
     return np.concatenate(out)
 
 
+def _audio_source(name: str, cfg: dict, root: Path) -> Workspace:
+    """The workspace --audio-from names, checked to be a demo corpus of these settings."""
+    src = Workspace.open(name)
+    if src.root.resolve() == root.resolve():
+        raise InputError(f"demo-corpus: --audio-from {name} is the workspace being built; name another one")
+    prov = src.info.provenance
+    if prov.get("command") != "demo-corpus":
+        raise InputError(
+            f"demo-corpus: --audio-from {name}: workspace {src.name} was not built by demo-corpus "
+            f"({prov.get('command') or 'no command recorded'}); its audio is not the demo's"
+        )
+    theirs = dict(prov.get("settings") or {})
+    differ = sorted(k for k in set(cfg) | set(theirs) if k != "embedder" and cfg.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {theirs.get(k)!r} (wanted {cfg.get(k)!r})" for k in differ)
+        raise InputError(
+            f"demo-corpus: --audio-from {name}: workspace {src.name} was built with other settings: {shown}"
+        )
+    if not (src.audio_dir / REGIONS_FILE).is_file():
+        raise InputError(f"demo-corpus: --audio-from {name}: {src.audio_dir} holds no {REGIONS_FILE}")
+    return src
+
+
+def _reuse_audio(src: Workspace, staging: Path) -> tuple[pd.DataFrame, int]:
+    """Link (or copy, across file systems) src's calls into staging; (its segment table, dropped)."""
+    for path in sorted(src.audio_dir.iterdir()):
+        if not path.is_file():
+            continue
+        try:
+            os.link(path, staging / path.name)  # the calls are never rewritten in place: a link is safe
+        except OSError:
+            shutil.copy2(path, staging / path.name)
+    table = src.segments.copy()
+    return table, int(src.info.provenance.get("segments_dropped_unlabelled", 0))
+
+
 def _check_room(root: Path, scale: float) -> None:
     """InputError when the disk holding `root` has less room than a corpus of `scale` takes."""
     need = AUDIO_BYTES_PER_SCALE * scale
@@ -181,9 +219,16 @@ def build(
     jobs: int = 2,
     force: bool = False,
     embedder: str = DEFAULT_EMBEDDER,
+    audio_from: str | None = None,
     progress: bool = True,
 ) -> tuple[Workspace, bool]:
-    """Build (or find up to date) the demo workspace. Returns (workspace, built_now)."""
+    """Build (or find up to date) the demo workspace. Returns (workspace, built_now).
+
+    `audio_from` names a demo workspace built with the same settings but another embedder: its
+    calls and segment table are reused (the synthesis is deterministic, so rendering again would
+    give the same audio) and only the embedding runs, so the same segment ids exist in both
+    workspaces and `universality --model-workspace` can compare the two embedders' SAEs.
+    """
     from core.embedders import check_jobs
 
     if not (scale > 0 and np.isfinite(scale)):
@@ -191,9 +236,15 @@ def build(
     if seed < 0:
         raise InputError(f"demo-corpus: --seed must be 0 or more, got {seed}")
     check_jobs(jobs, "demo-corpus")
+    if embedder not in DEMO_EMBEDDERS:
+        raise InputError(
+            f"demo-corpus: --embedder {embedder!r} is not one the demo can use ({', '.join(DEMO_EMBEDDERS)}: "
+            "they need no weights file); for another, `ingest` the demo's audio folder with it"
+        )
     cfg = settings(seed, scale, embedder)
     fp = settings_fingerprint(cfg)
     root = check_target(workspace)  # a user's own folder is refused before anything is synthesised
+    source = None if audio_from is None else _audio_source(audio_from, cfg, root)
     info = None if force else read_info(root)
     if info is not None and info.provenance.get("settings_fingerprint") == fp:
         return Workspace.open(root), False
@@ -203,13 +254,17 @@ def build(
     speakers, plans = ca.plan_corpus(seed, scale)
     staging = atomic.staging_dir(root.parent, root.name, suffix=".audio")
     try:
-        results = render_calls(plans, speakers, staging, seed, jobs, progress)
+        if source is None:
+            results = render_calls(plans, speakers, staging, seed, jobs, progress)
+            table = segments_table(results)
+            if table.empty:
+                raise InputError("demo-corpus: the synthesised calls produced no segments")
+            regions = pd.DataFrame([r for res in results for r in res.regions])
+            regions.to_parquet(staging / REGIONS_FILE, index=False)
+            dropped = int(sum(r.dropped for r in results))
+        else:
+            table, dropped = _reuse_audio(source, staging)
         t_render = time.time() - t0
-        table = segments_table(results)
-        if table.empty:
-            raise InputError("demo-corpus: the synthesised calls produced no segments")
-        regions = pd.DataFrame([r for res in results for r in res.regions])
-        regions.to_parquet(staging / REGIONS_FILE, index=False)
         embeddings = embed_table(table, staging, embedder, jobs, progress)
         from core.embedders import shutdown_pool
 
@@ -237,11 +292,13 @@ def build(
             "ground_truth": f"{AUDIO_DIR}/{REGIONS_FILE}",
             "speakers": len(speakers),
             "calls": len(plans),
-            "segments_dropped_unlabelled": int(sum(r.dropped for r in results)),
+            "segments_dropped_unlabelled": dropped,
             "build_seconds": round(t_total, 1),
             "render_seconds": round(t_render, 1),
             "jobs": int(jobs),
         }
+        if source is not None:
+            provenance["audio_from"] = {"workspace": source.name, "fingerprint": source.fingerprint}
         ws = Workspace.create(
             root,
             table,
@@ -267,10 +324,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same corpus)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for synthesis and embedding")
     parser.add_argument("--force", action="store_true", help="rebuild even when the workspace is up to date")
+    parser.add_argument(
+        "--embedder",
+        default=DEFAULT_EMBEDDER,
+        help=f"embedder of the segments (default {DEFAULT_EMBEDDER}; e.g. mfcc-stats for a second embedding)",
+    )
+    parser.add_argument(
+        "--audio-from",
+        metavar="WORKSPACE",
+        help="reuse the calls of this demo workspace (same --seed/--scale) and only embed them: the same "
+        "segment ids in both, for `universality --model-workspace`",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    ws, built = build(args.workspace, scale=args.scale, seed=args.seed, jobs=args.jobs, force=args.force)
+    ws, built = build(
+        args.workspace,
+        scale=args.scale,
+        seed=args.seed,
+        jobs=args.jobs,
+        force=args.force,
+        embedder=args.embedder,
+        audio_from=args.audio_from,
+    )
     if not built:
         print(f"workspace {ws.name} is up to date ({ws.root}); use --force to rebuild")
         return 0

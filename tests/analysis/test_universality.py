@@ -255,3 +255,46 @@ def test_cli_prints_the_matches_and_json(ws, capsys):
     obj = json.loads(capsys.readouterr().out)
     assert obj["a"]["model"] == SMALL and obj["b"]["model"] == LARGER and "inputs" not in obj
     assert obj == {k: v for k, v in universality(ws, SMALL, LARGER).items() if k != "inputs"}
+
+
+# -- the report's question ------------------------------------------------------------------------
+def test_feature_universality_across_sizes_and_embedders(ws, other):
+    from core.analysis.universality import feature_universality, universality_chart, universality_reading
+
+    summ = feature_universality(ws, SMALL, across=[other])
+    by = {(r["feature"], r["other_workspace"], r["other_model"]): r for r in summ["rows"]}
+    # same embedder: the other sizes of topk K2 (L6 trained, L6 random); the seed-1 L4 is the same size
+    assert set(by) == {(f, w, m) for f in FEATURES for w, m in
+                       ((ws.name, LARGER), (ws.name, RANDOM), (other.name, SMALL))}  # fmt: skip
+    for f in FEATURES:
+        assert by[(f, ws.name, LARGER)]["universal"] and not by[(f, ws.name, RANDOM)]["universal"]
+        v = summ["features"][f]
+        assert (v["sizes"], v["sizes_matched"], v["across_sizes"]) == (2, 1, False)
+        assert v["across_embedders"] is True and v["best_other_embedder"][other.name] > 0.85
+        # the row is the stored pairwise result's number
+        pair = universality(ws, SMALL, SMALL, model_workspace=other)
+        mine = next(x for x in pair["features"] if x["feature"] == f and x["workspace"] == ws.name)
+        assert by[(f, other.name, SMALL)]["match_correlation"] == mine["match_correlation"]
+    reading = universality_reading(summ)
+    assert "language=es (latent" in reading and "1 of 2 other latent sizes" in reading
+    assert f"universal across embedders (best match: {other.name} " in reading
+    assert universality_chart(summ).to_dict()["facet"]["row"]["field"] == "feature"
+    with pytest.raises(InputError, match="is the workspace itself"):
+        feature_universality(ws, SMALL, across=[ws])
+
+
+def test_report_states_which_features_are_universal_across_embedders(ws, other, capsys):
+    from core.analysis.report import load_report
+    from core.constants import REPORT_HTML
+
+    assert cli_main(["report", "--workspace", str(ws.root), "--across", str(other.root)]) == 0
+    out = capsys.readouterr().out
+    assert "universality: language=es (latent" in out and "across embedders" in out
+    rep = load_report(ws)
+    assert rep["universality"]["across"] == [other.name]
+    assert rep["universality"]["features"]["class=music"]["across_embedders"] is True
+    page = (ws.analyses_dir / REPORT_HTML).read_text()
+    assert "Universality: are the features shared across SAEs and embedders?" in page
+    # without --across the report says no other embedder was compared
+    assert cli_main(["report", "--workspace", str(ws.root)]) == 0
+    assert "no other embedder compared" in capsys.readouterr().out

@@ -143,3 +143,53 @@ def test_probes_find_language_and_music(small_corpus):
     assert probe_accuracy(small_corpus, "language", "es", "en") >= 0.75
     ws = Workspace.open(small_corpus.root)
     assert ws.fingerprint == small_corpus.fingerprint
+
+
+def test_audio_from_embeds_the_same_segments_with_a_second_embedder(small_corpus, tmp_path):
+    ws, built = demo_corpus.build(
+        str(tmp_path / "small-mfcc"), scale=SCALE, seed=SEED, embedder="mfcc-stats",
+        audio_from=str(small_corpus.root), progress=False,
+    )  # fmt: skip
+    assert built and ws.embedder == "mfcc-stats" and ws.dim == 120
+    pd.testing.assert_frame_equal(ws.segments, small_corpus.segments)
+    assert np.isfinite(ws.embeddings).all() and ws.embeddings.shape == (len(small_corpus), 120)
+    # the calls are the same files (linked or copied), the ground truth came along
+    for src in sorted(small_corpus.audio_dir.iterdir()):
+        assert (ws.audio_dir / src.name).read_bytes() == src.read_bytes()
+    assert ws.info.provenance["audio_from"] == {
+        "workspace": small_corpus.name, "fingerprint": small_corpus.fingerprint,
+    }  # fmt: skip
+    # the mfcc embeddings are the mfcc embedder's own numbers for the first segment
+    from core.audio.read import cut, load_audio
+    from core.embedders import get_embedder
+
+    row = ws.segments.iloc[0]
+    audio = cut(load_audio(ws.audio_dir / row["source"], 16000), 16000, row["start_s"], row["end_s"])
+    np.testing.assert_allclose(get_embedder("mfcc-stats").embed([audio])[0], ws.embeddings[0], rtol=1e-5)
+    # and up to date the second time, without rendering anything
+    again, built = demo_corpus.build(
+        str(tmp_path / "small-mfcc"), scale=SCALE, seed=SEED, embedder="mfcc-stats",
+        audio_from=str(small_corpus.root), progress=False,
+    )  # fmt: skip
+    assert not built and again.fingerprint == ws.fingerprint
+
+
+def test_audio_from_refuses_another_corpus_and_unknown_embedders(small_corpus, tmp_path):
+    target = str(tmp_path / "other")
+    with pytest.raises(InputError, match=r"other settings: seed 7 \(wanted 8\)"):
+        demo_corpus.build(
+            target, scale=SCALE, seed=SEED + 1, audio_from=str(small_corpus.root), progress=False
+        )
+    with pytest.raises(InputError, match="is the workspace being built"):
+        demo_corpus.build(
+            str(small_corpus.root), scale=SCALE, seed=SEED, audio_from=str(small_corpus.root), progress=False
+        )
+    with pytest.raises(InputError, match=r"--embedder 'titanet' is not one the demo can use"):
+        demo_corpus.build(target, scale=SCALE, seed=SEED, embedder="titanet", progress=False)
+    plain = Workspace.create(
+        str(tmp_path / "plain"), small_corpus.segments, np.asarray(small_corpus.embeddings),
+        embedder="resemblyzer", sample_rate=16000,
+    )  # fmt: skip
+    with pytest.raises(InputError, match="was not built by demo-corpus"):
+        demo_corpus.build(target, scale=SCALE, seed=SEED, audio_from=str(plain.root), progress=False)
+    assert not (tmp_path / "other").exists()
