@@ -25,6 +25,7 @@ from core import atomic
 from core.analysis.seeds import load_seed_spread, spread_text
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import REPORT_HTML, REPORT_JSON
+from core.errors import InputError
 from core.workspace.workspace import Workspace
 
 BAR = 0.9  # the bar: precision and recall >= 90 % in some grid cell
@@ -573,8 +574,12 @@ def main(args) -> int:
     from core.analysis.models import warn_unusable_models
 
     ws = Workspace.open(args.workspace)
+    across = tuple(Workspace.open(w) for w in args.across)  # each named workspace exists, before any work
+    for name, other in zip(args.across, across, strict=True):
+        if other.root == ws.root:
+            raise InputError(f"report: --across {name} is the workspace itself; name another one")
     warn_unusable_models(ws)
-    report, _ = write_report(ws, across=tuple(args.across))
+    report, _ = write_report(ws, across=across)
     for f in report["features"]:
         print(f"{f['attribute']}: {f['identification']['reading']}")
         print(f"  grid: {f['grid']['reading']}")

@@ -206,3 +206,34 @@ def test_mfcc_stats_takes_no_checkpoint(data_root, tmp_path):
         before=before,
         roots=[data_root, calls, weights],
     )
+
+
+# -- report --across and demo-corpus --audio-from ------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["report", "--workspace", "w", "--across", "nope"], ["nope"]),
+        (["report", "--workspace", "w", "--across", "w"], ["--across w is the workspace itself"]),
+        (
+            ["demo-corpus", "--workspace", "d2", "--audio-from", "w", "--scale", "0.05"],
+            ["--audio-from w", "was not built by demo-corpus"],
+        ),
+        (["demo-corpus", "--workspace", "d2", "--audio-from", "nope"], ["nope"]),
+        (
+            ["demo-corpus", "--workspace", "d2", "--embedder", "titanet"],
+            ["--embedder 'titanet'", "mfcc-stats"],
+        ),
+    ],
+    ids=[
+        "across missing",
+        "across itself",
+        "audio from a non-demo",
+        "audio from missing",
+        "demo with titanet",
+    ],
+)
+def test_second_embedder_flags_are_refused_before_any_work(data_root, trained_ws, argv, needles):
+    before = snapshot(data_root)
+    out = run_cli(*argv)
+    assert_refused(out, *needles, before=before, roots=[data_root])
+    assert not (data_root / "d2").exists()
