@@ -143,3 +143,15 @@ def test_probes_find_language_and_music(small_corpus):
     assert probe_accuracy(small_corpus, "language", "es", "en") >= 0.75
     ws = Workspace.open(small_corpus.root)
     assert ws.fingerprint == small_corpus.fingerprint
+
+
+def test_the_default_corpus_stores_each_segments_windows(small_corpus):
+    win = small_corpus.windows
+    emb = np.asarray(small_corpus.embeddings)
+    assert small_corpus.info.provenance["windows"]["kind"] == "resemblyzer partials"
+    assert np.array_equal(np.unique(win.segment_rows), np.arange(len(emb)))  # every segment has windows
+    assert len(win.segment_rows) > 4 * len(emb)  # 4-8 s segments: 4 to 10 partials of 1.6 s each
+    rows = np.asarray(win.segment_rows)
+    for row in (0, len(emb) // 2, len(emb) - 1):  # the segment is the normalised mean of its windows
+        mean = np.asarray(win.embeddings)[rows == row].mean(axis=0)
+        assert np.abs(mean / np.linalg.norm(mean) - emb[row]).max() < 1e-5
