@@ -77,6 +77,9 @@ def test_the_rows_kind_is_in_the_train_key_and_cfg_json(tmp_path):
     tr, va = split_train_val(len(rows), 0.1, 0)
     assert info["rows"] == "windows" and info["n_train"] == (1 + rows[tr] % 4).sum()
     assert info["n_val"] == (1 + rows[va] % 4).sum()
+    from core.dashboard.overview import models_table
+
+    assert models_table(ws)["training_rows"].tolist() == ["windows"]  # what the overview shows
     again = train_grid(ws, TrainConfig(rows="windows", **SMALL), progress=False)
     assert again.trained == [] and again.cached == ["topk-L12-K2"]
 
