@@ -13,6 +13,8 @@ from pathlib import Path
 WORKSPACE_JSON = "workspace.json"
 SEGMENTS_PARQUET = "segments.parquet"
 EMBEDDINGS_NPY = "embeddings.npy"
+WINDOWS_NPY = "windows.npy"  # float32 [W, dim]: sub-segment window embeddings (optional)
+WINDOW_SEGMENTS_NPY = "window_segments.npy"  # int64 [W]: the segment row of each window
 MODELS_DIR = "models"
 ANALYSES_DIR = "analyses"
 LABELS_SQLITE = "labels.sqlite"

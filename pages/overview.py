@@ -50,6 +50,9 @@ st.dataframe(
     table,
     hide_index=True,
     column_config={
+        "training_rows": st.column_config.TextColumn(
+            "trained on", help="train --rows: segments, windows or both"
+        ),
         "nmse": st.column_config.NumberColumn("NMSE", format="%.4f"),
         "explained_variance": st.column_config.NumberColumn("explained var.", format="%.3f"),
         "l0": st.column_config.NumberColumn("L0", format="%.1f"),

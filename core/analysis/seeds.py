@@ -110,6 +110,7 @@ def _replica(ws: Workspace, seed: int) -> Workspace:
         embedder=ws.embedder,
         sample_rate=ws.info.sample_rate,
         provenance={"command": "seeds", "replica_of": str(ws.root), "seed": seed},
+        windows=ws.windows,  # part of the fingerprint, and what `train --rows windows` reads
     )
 
 

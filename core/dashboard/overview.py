@@ -7,11 +7,22 @@ import pandas as pd
 
 from core.sae.catalog import list_models
 
-MODEL_COLUMNS = ["model", "arch", "d_sae", "k", "nmse", "explained_variance", "l0", "dead_pct"]
+MODEL_COLUMNS = [
+    "model",
+    "arch",
+    "d_sae",
+    "k",
+    "training_rows",
+    "nmse",
+    "explained_variance",
+    "l0",
+    "dead_pct",
+]
 
 
 def models_table(ws) -> pd.DataFrame:
-    """One row per model: name, arch, d_sae, k, nmse, explained_variance, l0, dead %."""
+    """One row per model: name, arch, d_sae, k, training rows (segments, windows or both: `train
+    --rows`), nmse, explained_variance, l0, dead %."""
     rows = []
     for m in list_models(ws):
         met = m.metrics
@@ -22,6 +33,7 @@ def models_table(ws) -> pd.DataFrame:
                 "arch": m.arch,
                 "d_sae": m.d_sae,
                 "k": m.k,
+                "training_rows": m.training_rows,
                 "nmse": _num(met.get("nmse")),
                 "explained_variance": _num(met.get("explained_variance")),
                 "l0": _num(met.get("l0")),

@@ -7,7 +7,8 @@ what a corpus holds and how language cues are made):
 2. render the calls in `jobs` worker processes (espeak-ng keeps global state: one engine per
    process) -> 8 kHz FLAC under the workspace's audio/ folder + labelled 4-8 s segments found by
    core.audio.segmentation on the stored audio;
-3. embed the segments with core.embedders.embed_segments (the same path `ingest` uses);
+3. embed the segments and their windows with core.embedders.embed_segments_with_windows (the
+   same path and window settings `ingest` uses);
 4. write the workspace atomically (Workspace.create, audio moved in as an extra folder).
 
 Idempotent: a workspace built with the same settings fingerprint is left alone ('up to date').
@@ -34,7 +35,8 @@ from core import atomic
 from core.constants import AUDIO_DIR, DEFAULT_EMBEDDER, DEFAULT_WORKSPACE, SAMPLE_RATE
 from core.democorpus import calls as ca
 from core.errors import InputError
-from core.workspace.workspace import Workspace, announce_replacement, check_target, read_info
+from core.workspace.ingest import WINDOWS
+from core.workspace.workspace import Windows, Workspace, announce_replacement, check_target, read_info
 
 REGIONS_FILE = "regions.parquet"
 """Ground truth of every call (one row per turn / music / announcement), inside audio/."""
@@ -57,6 +59,7 @@ def settings(seed: int, scale: float, embedder: str = DEFAULT_EMBEDDER) -> dict:
         "embedder": embedder,
         "segmentation": SegmentationConfig().to_dict(),
         "music_renderer": renderer(),
+        "windows": WINDOWS.to_dict(),
     }
 
 
@@ -135,15 +138,20 @@ def segments_table(results: list[ca.CallResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def embed_table(table: pd.DataFrame, audio_dir: Path, embedder: str, jobs: int, progress: bool) -> np.ndarray:
-    """Cut each segment from its stored call and embed (batches of calls, one worker pool)."""
+def embed_table(
+    table: pd.DataFrame, audio_dir: Path, embedder: str, jobs: int, progress: bool
+) -> tuple[np.ndarray, Windows]:
+    """Cut each segment from its stored call and embed it and its windows (batches of calls, one
+    worker pool): (float32 [N, dim], the windows with their rows in `table`)."""
     from tqdm import tqdm
 
     from core.audio.read import cut, load_audio
-    from core.embedders import embed_segments
+    from core.embedders import embed_segments_with_windows
 
     calls = list(dict.fromkeys(table["source"]))
     out: list[np.ndarray] = []
+    windows: list[np.ndarray] = []
+    window_rows: list[np.ndarray] = []
     bar = tqdm(total=len(table), desc="embedding segments", unit="seg", disable=not progress)
     try:
         for lo in range(0, len(calls), EMBED_CALLS_PER_BATCH):
@@ -156,11 +164,14 @@ def embed_table(table: pd.DataFrame, audio_dir: Path, embedder: str, jobs: int, 
                     cut(audio, SAMPLE_RATE, s, e)
                     for s, e in zip(group["start_s"], group["end_s"], strict=True)
                 )
-            out.append(embed_segments(embedder, audios, jobs=jobs, progress=False))
+            emb = embed_segments_with_windows(embedder, audios, WINDOWS, jobs=jobs, progress=False)
+            window_rows.append(emb.window_segment + sum(len(o) for o in out))
+            windows.append(emb.windows)
+            out.append(emb.segments)
             bar.update(len(audios))
     finally:
         bar.close()
-    return np.concatenate(out)
+    return np.concatenate(out), Windows(np.concatenate(windows), np.concatenate(window_rows))
 
 
 def _audio_source(name: str, cfg: dict, root: Path) -> Workspace:
@@ -265,8 +276,8 @@ def build(
         else:
             table, dropped = _reuse_audio(source, staging)
         t_render = time.time() - t0
-        embeddings = embed_table(table, staging, embedder, jobs, progress)
-        from core.embedders import shutdown_pool
+        embeddings, windows = embed_table(table, staging, embedder, jobs, progress)
+        from core.embedders import get_embedder, shutdown_pool
 
         shutdown_pool()
         t_total = time.time() - t0
@@ -296,6 +307,7 @@ def build(
             "build_seconds": round(t_total, 1),
             "render_seconds": round(t_render, 1),
             "jobs": int(jobs),
+            "windows": get_embedder(embedder).window_settings(WINDOWS),
         }
         if source is not None:
             provenance["audio_from"] = {"workspace": source.name, "fingerprint": source.fingerprint}
@@ -307,6 +319,7 @@ def build(
             sample_rate=SAMPLE_RATE,
             provenance=provenance,
             extra_files={AUDIO_DIR: staging},
+            windows=windows,
         )
     finally:
         if staging.exists():

@@ -2,6 +2,8 @@
 
     get_embedder(name, checkpoint=None, device=None) -> Embedder (.name, .dim, .sample_rate, .embed)
     embed_segments(name, audios, jobs=2, ...) -> float32 [N, dim]
+    embed_segments_with_windows(name, audios, WindowConfig(), jobs=2, ...) -> SegmentEmbeddings
+                                                (segments [N, dim], windows [W, dim], window_segment [W])
     check_jobs(jobs, command) -> jobs           (InputError for a count no machine here can run)
 
 `resemblyzer` (default, 256-d, weights inside the package) runs on CPU in `jobs` worker
@@ -11,6 +13,10 @@ speaker representation with no weights (120-d: mean and sd of MFCCs 1-20 and the
 and librosa only; core.embedders.mfcc_stats), so one folder of audio can be ingested by two
 embedders and the same segments compared (it always runs on CPU). With CUDA available, the
 others run in this process on the GPU.
+
+Window embeddings come from the same pass as the segments' (embed_with_windows): resemblyzer's
+are the 1.6 s partial utterances its segment embedding averages; the others embed a sliding
+window (WindowConfig, default 1.6 s every 0.8 s) the same way as a segment, in the same batches.
 
 Layer 2 of the data flow. May import: core.constants, core.errors (audio arrives as arrays).
 """
@@ -28,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from core.constants import DEFAULT_EMBEDDER, SAMPLE_RATE
-from core.embedders.base import Embedder, pick_device
+from core.embedders.base import Embedder, SegmentEmbeddings, WindowConfig, pick_device
 from core.errors import InputError
 
 
@@ -117,9 +123,17 @@ def _init_worker(name: str, checkpoint: str | None) -> None:
     _WORKER = get_embedder(name, checkpoint=checkpoint, device="cpu")
 
 
-def _embed_chunk(audios: list[np.ndarray]) -> np.ndarray:
+def _embed_chunk(work: tuple[list[np.ndarray], WindowConfig | None]) -> np.ndarray | SegmentEmbeddings:
+    audios, windows = work
     assert _WORKER is not None
-    return _WORKER.embed(audios)
+    return _embed_with(_WORKER, audios, windows)
+
+
+def _embed_with(
+    embedder: Embedder, audios: list[np.ndarray], windows: WindowConfig | None
+) -> np.ndarray | SegmentEmbeddings:
+    """embedder.embed(audios), or with their windows when `windows` is set."""
+    return embedder.embed(audios) if windows is None else embedder.embed_with_windows(audios, windows)
 
 
 _POOL: tuple[tuple, mp.pool.Pool] | None = None
@@ -183,6 +197,44 @@ def embed_segments(
     desc: str = "embedding",
     pool: bool | None = None,
 ) -> np.ndarray:
+    """Embed 16 kHz mono segments -> float32 [len(audios), dim], in order (see _embed_all)."""
+    return _embed_all(name, audios, None, jobs, batch_size, progress, checkpoint, device, desc, pool).segments
+
+
+def embed_segments_with_windows(
+    name: str,
+    audios: list[np.ndarray],
+    windows: WindowConfig | None = None,
+    *,
+    jobs: int = 2,
+    batch_size: int = CHUNK,
+    progress: bool = True,
+    checkpoint: str | None = None,
+    device: str | None = None,
+    desc: str = "embedding",
+    pool: bool | None = None,
+) -> SegmentEmbeddings:
+    """embed_segments, with each segment's window embeddings from the same pass (worker
+    processes carry them back with the segments'): SegmentEmbeddings, window_segment indexing
+    `audios`. `windows` (default WindowConfig()) sets the sliding window of the embedders that
+    have none of their own."""
+    return _embed_all(
+        name, audios, windows or WindowConfig(), jobs, batch_size, progress, checkpoint, device, desc, pool
+    )
+
+
+def _embed_all(
+    name: str,
+    audios: list[np.ndarray],
+    windows: WindowConfig | None,
+    jobs: int,
+    batch_size: int,
+    progress: bool,
+    checkpoint: str | None,
+    device: str | None,
+    desc: str,
+    pool: bool | None,
+) -> SegmentEmbeddings:
     """Embed 16 kHz mono segments -> float32 [len(audios), dim], in order, with a progress bar.
 
     jobs > 1 on CPU: resemblyzer and mfcc-stats (POOLED) run in `jobs` worker processes of one
@@ -211,12 +263,13 @@ def embed_segments(
         batch_size = max(1, min(batch_size, math.ceil(len(audios) / (2 * jobs))))
     chunks = [audios[i : i + batch_size] for i in range(0, len(audios), batch_size)]
     bar = tqdm(total=len(audios), desc=desc, unit="seg", disable=not progress, leave=False)
-    out: list[np.ndarray] = []
+    out: list[np.ndarray | SegmentEmbeddings] = []
     try:
         if use_pool:
-            for emb in _pool(name, checkpoint, jobs).imap(_embed_chunk, chunks):
+            work = [(chunk, windows) for chunk in chunks]
+            for emb in _pool(name, checkpoint, jobs).imap(_embed_chunk, work):
                 out.append(emb)
-                bar.update(len(emb))
+                bar.update(len(emb if windows is None else emb.segments))
         else:
             embedder = get_embedder(name, checkpoint=checkpoint, device=device)
             # resemblyzer's LSTM: 1 thread is nearly as fast as 2 and does not collapse when
@@ -226,22 +279,41 @@ def embed_segments(
                 threads = None
             with _torch_threads(threads):
                 for chunk in chunks:
-                    out.append(embedder.embed(chunk))
+                    out.append(_embed_with(embedder, chunk, windows))
                     bar.update(len(chunk))
     finally:
         bar.close()
-    if not out:
-        dim = get_embedder(name, checkpoint=checkpoint, device=device).dim
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
+    return _joined(out, lambda: get_embedder(name, checkpoint=checkpoint, device=device).dim)
+
+
+def _joined(parts: list[np.ndarray | SegmentEmbeddings], dim: Callable[[], int]) -> SegmentEmbeddings:
+    """The chunks' results as one SegmentEmbeddings (window rows offset to the whole list's
+    segment rows; plain arrays, embedded without windows, give no windows)."""
+    if not parts:
+        empty = np.zeros((0, dim()), dtype=np.float32)
+        return SegmentEmbeddings(empty, empty, np.zeros(0, dtype=np.int64))
+    if not isinstance(parts[0], SegmentEmbeddings):
+        segments = np.concatenate(parts).astype(np.float32)
+        return SegmentEmbeddings(segments, segments[:0], np.zeros(0, dtype=np.int64))
+    offsets = np.cumsum([0] + [len(p.segments) for p in parts[:-1]])
+    return SegmentEmbeddings(
+        np.concatenate([p.segments for p in parts]).astype(np.float32),
+        np.concatenate([p.windows for p in parts]).astype(np.float32),
+        np.concatenate([p.window_segment + off for p, off in zip(parts, offsets, strict=True)]).astype(
+            np.int64
+        ),
+    )
 
 
 __all__ = [
     "EMBEDDERS",
     "EMBEDDER_DIMS",
     "Embedder",
+    "SegmentEmbeddings",
+    "WindowConfig",
     "check_jobs",
     "embed_segments",
+    "embed_segments_with_windows",
     "get_embedder",
     "shutdown_pool",
 ]

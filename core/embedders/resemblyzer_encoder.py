@@ -5,6 +5,8 @@ segmentation already chose. Each segment is volume-normalised (as resemblyzer do
 only, to -30 dBFS), split into 1.6 s partial utterances exactly as VoiceEncoder.embed_utterance
 does, and the partials of many segments run through the LSTM in one batch; a segment's
 embedding is the L2-normalised mean of its partial embeddings (same result as embed_utterance).
+embed_with_windows returns those partial embeddings too (L2-normalised, as the LSTM gives them):
+a segment's windows at no extra cost.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import SAMPLE_RATE
-from core.embedders.base import Embedder, pick_device
+from core.embedders.base import Embedder, SegmentEmbeddings, WindowConfig, pick_device
 from core.errors import InputError
 
 PARTIAL_RATE = 1.3  # partial utterances per second (embed_utterance's default)
 MIN_COVERAGE = 0.75
 TARGET_DBFS = -30.0  # resemblyzer.hparams.audio_norm_target_dBFS
 PARTIALS_PER_BATCH = 256
+PARTIAL_WINDOW = WindowConfig(length_s=1.6, hop_s=0.77)
+"""Resemblyzer's partial utterances as windows: 160 mel frames of 10 ms, one every
+round(16000 / PARTIAL_RATE / 160) = 77 frames (a last partial covering less than MIN_COVERAGE of
+its window is dropped, and a segment shorter than one partial is zero-padded to one)."""
 
 
 def normalize_volume(wav: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
@@ -64,20 +70,37 @@ class ResemblyzerEmbedder(Embedder):
         mel = rz_audio.wav_to_mel_spectrogram(wav)
         return np.stack([mel[s] for s in mel_slices])
 
-    def embed(self, audios: list[np.ndarray]) -> np.ndarray:
+    def _partial_embeddings(self, audios: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 [W, dim] L2-normalised partial embeddings, int64 [W] segment row of each)."""
         torch = self.torch
-        out = np.zeros((len(audios), self.dim), dtype=np.float32)
         if not audios:
-            return out
+            return np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
         partials = [self._partials(a) for a in audios]
-        owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(partials)])
+        owner = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(partials)])
         mels = np.concatenate(partials).astype(np.float32)
         embeds = np.empty((len(mels), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for lo in range(0, len(mels), PARTIALS_PER_BATCH):
                 batch = torch.from_numpy(mels[lo : lo + PARTIALS_PER_BATCH]).to(self.device)
                 embeds[lo : lo + len(batch)] = self.model(batch).float().cpu().numpy()
-        sums = np.zeros_like(out)
+        return embeds, owner
+
+    def _segment_means(self, embeds: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+        sums = np.zeros((n, self.dim), dtype=np.float32)
         np.add.at(sums, owner, embeds)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def embed(self, audios: list[np.ndarray]) -> np.ndarray:
+        embeds, owner = self._partial_embeddings(audios)
+        return self._segment_means(embeds, owner, len(audios))
+
+    def window_settings(self, cfg: WindowConfig) -> dict:
+        return {"kind": "resemblyzer partials", **PARTIAL_WINDOW.to_dict()}
+
+    def embed_with_windows(self, audios: list[np.ndarray], cfg: WindowConfig) -> SegmentEmbeddings:
+        """The windows are the partial utterances the segment embedding averages (cfg does not
+        apply: the model's own 1.6 s windows, PARTIAL_WINDOW), each L2-normalised as the LSTM
+        returns it; a segment's embedding is the L2-normalised mean of its windows."""
+        embeds, owner = self._partial_embeddings(audios)
+        return SegmentEmbeddings(self._segment_means(embeds, owner, len(audios)), embeds, owner)

@@ -53,6 +53,8 @@ class ModelInfo(NamedTuple):
     """SHA-256 (first 16 hex digits) of the weights file: what every derived cache is keyed on."""
     workspace: Any = None
     """The Workspace the model belongs to (it may analyse another one, see core.analysis.models)."""
+    training_rows: str = "segments"
+    """What it was trained on (`train --rows`: segments, windows or both; segments before --rows)."""
 
     @property
     def checksum(self) -> str:
@@ -194,6 +196,7 @@ def _info(ws, path: Path) -> tuple[ModelInfo, ModelProblem | None]:
         fingerprint=str(cfg["voxsae"].get("fingerprint", "")),
         version=model_version(path, cfg),
         workspace=ws,
+        training_rows=str((cfg["voxsae"].get("training") or {}).get("rows", "segments")),
     )
     return info, problem
 

@@ -17,6 +17,9 @@ from core.sae.base import number_problem
 
 PAPER_LATENTS = (100, 200, 300, 400, 500, 600)
 PAPER_KS = (5, 10, 15, 20, 25, 30, 35)
+ROW_KINDS = ("segments", "windows", "both")
+"""What the SAEs train on (TrainConfig.rows)."""
+DEFAULT_ROWS = "segments"
 MAX_SEED = 2**63 - 1
 """Largest seed torch.Generator.manual_seed takes as a signed 64-bit value."""
 
@@ -27,6 +30,7 @@ FLAGS = {
     "epochs": "--epochs",
     "max_epochs": "--max-epochs",
     "batch_size": "--batch-size",
+    "rows": "--rows",
 }
 """The `train` flag of each TrainConfig field that has one (architecture options: --NAME)."""
 
@@ -78,6 +82,12 @@ class TrainConfig:
     """Architecture options (SAE.options, e.g. jumprelu's l0_coefficient): each applies to the
     architectures of the grid that have it; unset ones take the architecture's default. They
     enter the key through each model's SAE config."""
+    rows: str = DEFAULT_ROWS
+    """The SAE-training rows (ROW_KINDS): the sae split's segment embeddings ('segments'), those
+    segments' window embeddings ('windows', the workspace's windows.npy), or both together
+    ('both'). The train/validation split is drawn over segments, then each side is expanded to
+    its rows, so no window of a validation segment is trained on. Identification, the grid,
+    splitting and steering stay on whole segments whatever this says."""
 
     def __post_init__(self) -> None:
         for name, minimum, strict in (
@@ -92,6 +102,8 @@ class TrainConfig:
         ):
             _refuse(flag_of(name), getattr(self, name), _integer_problem(getattr(self, name), 1))
         _refuse("--seed", self.seed, _integer_problem(self.seed, 0, MAX_SEED))
+        if self.rows not in ROW_KINDS:
+            _refuse("--rows", self.rows, f"must be one of {', '.join(ROW_KINDS)}")
         vf = self.val_fraction
         if not (isinstance(vf, (int, float)) and 0 < vf < 1):  # NaN fails this too
             _refuse("val_fraction", vf, "must be a number between 0 and 1 (exclusive)")
@@ -104,6 +116,8 @@ class TrainConfig:
         d = asdict(self)
         for k in ("archs", "latents", "ks", "device", "sae_options"):
             d.pop(k)
+        if d["rows"] == DEFAULT_ROWS:  # the keys of models trained before `rows` existed stay valid
+            d.pop("rows")
         return d
 
 

@@ -2,10 +2,15 @@
 
     python -m core train --workspace NAME [--arch topk] [--latents 100,200,...] [--k 5,10,...]
                          [--epochs N] [--device cuda] [--batch-size B] [--lr LR] [--seed S]
+                         [--rows segments|windows|both]
                          [--l0-coefficient C ...]  (each architecture option, see core.sae.base)
 
 * Trains on the workspace rows whose `split` is 'sae' when that column exists (else all rows);
-  `val_fraction` of them (seeded) is held out for early stopping and metrics.
+  `val_fraction` of them (seeded) is held out for early stopping and metrics. `--rows` chooses
+  what the SAEs see of those segments (TrainConfig.rows): their embeddings (default), their
+  window embeddings (windows.npy), or both; the split is drawn over segments first, so a
+  validation segment's windows are never trained on. A workspace without windows refuses
+  `--rows windows|both` saying how to get them.
 * The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
   x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
 * Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
@@ -49,7 +54,7 @@ from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
 from core.training import memory
 from core.training import state as state_file
-from core.training.config import TrainConfig, TrainResult, flag_of, option_flag
+from core.training.config import ROW_KINDS, TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
     NamedStack,
     RunState,
@@ -155,19 +160,25 @@ def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
     would silently turn NaN), raise InputError naming the first segment."""
     rows = training_rows(ws)
     x = np.asarray(ws.embeddings[rows], dtype=np.float32)
+    _refuse_unusable(ws, x, lambda mask: _first_row(ws, rows, mask), "embedding")
+    return rows, x
+
+
+def _refuse_unusable(ws: Workspace, x: np.ndarray, first_of, what: str) -> None:
+    """InputError when a row of `x` holds NaN or inf or is too large to train on; first_of(mask)
+    -> (count, where the first is) names it."""
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
-        n, first = _first_row(ws, rows, ~finite)
-        raise InputError(f"workspace {ws.name}: {n} embedding row(s) contain NaN or inf ({first})")
+        n, first = first_of(~finite)
+        raise InputError(f"workspace {ws.name}: {n} {what} row(s) contain NaN or inf ({first})")
     too_large = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)) > SQUARED_NORM_LIMIT
     if too_large.any():
-        n, first = _first_row(ws, rows, too_large)
+        n, first = first_of(too_large)
         raise InputError(
-            f"workspace {ws.name}: {n} embedding row(s) are too large to train on ({first}; largest "
+            f"workspace {ws.name}: {n} {what} row(s) are too large to train on ({first}; largest "
             f"|value| {np.abs(x).max():.3g}): squared distances between them overflow float32; "
             "rescale the embeddings"
         )
-    return rows, x
 
 
 def _first_row(ws: Workspace, rows: np.ndarray, mask: np.ndarray) -> tuple[int, str]:
@@ -175,6 +186,31 @@ def _first_row(ws: Workspace, rows: np.ndarray, mask: np.ndarray) -> tuple[int, 
     bad = rows[np.flatnonzero(mask)]
     sid = ws.segments["segment_id"].iloc[int(bad[0])]
     return bad.size, f"first: row {int(bad[0])}, segment {sid}"
+
+
+def training_arrays(
+    ws: Workspace, kind: str, rows: np.ndarray, data: np.ndarray, parts: tuple[np.ndarray, ...]
+) -> list[np.ndarray]:
+    """For each index array of `parts` (positions in `rows`, e.g. the train and validation
+    sides), the float32 rows the SAEs see of those segments (TrainConfig.rows `kind`): `data`'s
+    ('segments'), their windows in workspace order ('windows'), or both ('both')."""
+    if kind == "segments":
+        return [data[part] for part in parts]
+    windows = ws.windows
+    if windows is None:
+        raise InputError(
+            f"--rows {kind}: workspace {ws.name} has no window embeddings (made before ingest stored "
+            "them, or imported without --windows); re-ingest its audio (`python -m core ingest`), "
+            "rebuild it (`demo-corpus`), or import with --windows and --window-segments"
+        )
+    owner = np.asarray(windows.segment_rows)
+    out = []
+    for part in parts:
+        mine = np.flatnonzero(np.isin(owner, rows[part]))
+        x = np.asarray(windows.embeddings[mine], dtype=np.float32)
+        _refuse_unusable(ws, x, lambda mask, mine=mine: _first_row(ws, owner[mine], mask), "window")
+        out.append(x if kind == "windows" else np.concatenate([data[part], x]))
+    return out
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,8 +259,9 @@ def train_grid(
 
     rows, data = load_training_data(ws)
     tr_idx, va_idx = split_train_val(len(rows), cfg.val_fraction, cfg.seed)
-    x_train = torch.from_numpy(data[tr_idx]).to(device)
-    x_val = torch.from_numpy(data[va_idx]).to(device)
+    train_rows, val_rows = training_arrays(ws, cfg.rows, rows, data, (tr_idx, va_idx))
+    x_train = torch.from_numpy(train_rows).to(device)
+    x_val = torch.from_numpy(val_rows).to(device)
     n_train = x_train.shape[0]
     batch = max(1, min(cfg.batch_size, max(32, n_train // 32)))
     scale = float(x_train.var(0, unbiased=False).double().sum())  # mean ||x - mean||^2
@@ -239,7 +276,7 @@ def train_grid(
     if todo:  # before a single stack is allocated, a resumed one included
         names = [s.name for s in todo]
         need = memory.grid_estimate(
-            [cfg_of(n) for n in names], names, batch=batch, n_train=n_train, n_val=len(va_idx)
+            [cfg_of(n) for n in names], names, batch=batch, n_train=n_train, n_val=len(val_rows)
         )
         memory.check_fits(need, device)
     resumed = state_file.load_state(state_path, run_key, cfg_of, device)
@@ -262,7 +299,7 @@ def train_grid(
             sae,
             ws.models_dir / name,
             metrics=metrics,
-            info=_info(ws, by_name[name], cfg, n_train, len(va_idx)),
+            info=_info(ws, by_name[name], cfg, n_train, len(val_rows)),
         )
 
     def on_checkpoint(groups: list[NamedStack], run: RunState) -> None:
@@ -334,7 +371,7 @@ def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int
         "embedder": ws.embedder,
         "d_in": ws.dim,
         "train_key": spec.key,
-        "training": {**cfg.key_fields(), "n_train": n_train, "n_val": n_val},
+        "training": {**cfg.key_fields(), "rows": cfg.rows, "n_train": n_train, "n_val": n_val},
     }
 
 
@@ -402,6 +439,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     for name, help_text in _option_names().items():
         parser.add_argument(option_flag(name), dest=name, help=help_text)
+    parser.add_argument(
+        "--rows",
+        help=f"SAE-training rows: {', '.join(ROW_KINDS)} (the sae split's segments, their windows, or both; "
+        f"default {d.rows})",
+    )
     parser.add_argument("--threads", help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--checkpoint-every", help="seconds between training-state checkpoints (default 60)")
 
@@ -422,6 +464,7 @@ def main(args: argparse.Namespace) -> int:
         archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
         device=args.device,
         sae_options={n: v for n, v in options.items() if v is not None},
+        **({"rows": args.rows.strip()} if args.rows is not None else {}),
         **{name: v for name, v in given.items() if v is not None},
     )
     if threads is not None:

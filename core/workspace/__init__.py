@@ -1,6 +1,7 @@
 """Layer 3, workspace: the folder that holds one corpus (`workspace`: segments.parquet,
-embeddings.npy, workspace.json), how it is made (`ingest` from audio, `import_embeddings` from an
-embeddings file, both reading a metadata CSV through `metadata`) and its `summary`.
+embeddings.npy, optional windows.npy + window_segments.npy, workspace.json), how it is made
+(`ingest` from audio, `import_embeddings` from an embeddings file, both reading a metadata CSV
+through `metadata`) and its `summary`.
 
 May import: core.audio, core.embedders, core.constants, core.errors, core.atomic.
 """

@@ -13,6 +13,12 @@ float32's range are refused, see workspace.validate_embeddings). Times must be f
 negative, and end_s not before start_s. The workspace folder is checked before anything is read
 (workspace.check_target): an existing folder that is not a workspace is refused, replacing a
 workspace (a damaged one too) is announced.
+
+`--windows W.npy --window-segments R.npy` (both or neither) add sub-segment window embeddings:
+W float32-able [n_windows, dim] (the embeddings' dim), R integers [n_windows], the segment row
+(0-based, in the CSV's order) of each window, non-decreasing. A misaligned pair (another dim,
+another length, a row outside the segments or out of order, NaN) is one InputError naming the
+file and the first bad window (workspace.validate_windows).
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
 from core.workspace.metadata import csv_line, read_metadata_csv
 from core.workspace.workspace import (
+    Windows,
     Workspace,
     announce_replacement,
     check_target,
     npy_header,
     read_info,
     validate_embeddings,
+    validate_windows,
 )
 
 IMPORTED_EMBEDDER = "imported"
@@ -47,11 +55,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=IMPORTED_EMBEDDER,
         help="name of the model that made the embeddings (e.g. titanet); recorded in the workspace",
     )
+    parser.add_argument(
+        "--windows",
+        metavar="FILE.npy",
+        help="optional window embeddings [n_windows, dim] (sub-segment windows; needs --window-segments)",
+    )
+    parser.add_argument(
+        "--window-segments",
+        metavar="FILE.npy",
+        help="the segment row (0-based, in the CSV's order) of each window: integers, non-decreasing",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    ws = import_embeddings(args.file, args.workspace, metadata=args.metadata, embedder=args.embedder)
-    print(f"import-embeddings: {len(ws)} embeddings ({ws.dim}-d) -> workspace {ws.root}")
+    ws = import_embeddings(
+        args.file,
+        args.workspace,
+        metadata=args.metadata,
+        embedder=args.embedder,
+        windows=args.windows,
+        window_segments=args.window_segments,
+    )
+    windows = f", {ws.info.n_windows} windows" if ws.windows is not None else ""
+    print(f"import-embeddings: {len(ws)} embeddings ({ws.dim}-d){windows} -> workspace {ws.root}")
     return 0
 
 
@@ -185,10 +211,42 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
     return frame[[*SEGMENT_BASE_COLUMNS, *rest]]
 
 
+def load_windows(
+    windows: str | Path | None, window_segments: str | Path | None, n_segments: int, dim: int
+) -> Windows | None:
+    """The --windows / --window-segments pair, checked against the segments (None when neither)."""
+    if windows is None and window_segments is None:
+        return None
+    if windows is None or window_segments is None:
+        given, missing = ("--windows", "--window-segments") if windows else ("--window-segments", "--windows")
+        raise InputError(
+            f"import-embeddings: {given} needs {missing} too (the window embeddings and the segment row "
+            "of each window come as a pair)"
+        )
+    win_path, rows_path = Path(windows).expanduser(), Path(window_segments).expanduser()
+    for path in (win_path, rows_path):
+        if not path.is_file():
+            raise InputError(f"{path}: window file not found")
+        if path.suffix.lower() != ".npy":
+            raise InputError(
+                f"{path}: window files are .npy arrays (numpy.save), got {path.suffix or 'no suffix'}"
+            )
+    return validate_windows(
+        _npy_array(win_path), _npy_array(rows_path), n_segments, dim, str(win_path), str(rows_path)
+    )
+
+
 def import_embeddings(
-    file: str | Path, workspace: str | Path, *, metadata: str | Path, embedder: str = IMPORTED_EMBEDDER
+    file: str | Path,
+    workspace: str | Path,
+    *,
+    metadata: str | Path,
+    embedder: str = IMPORTED_EMBEDDER,
+    windows: str | Path | None = None,
+    window_segments: str | Path | None = None,
 ) -> Workspace:
-    """Make (or replace) a workspace from an embeddings file + metadata CSV, atomically."""
+    """Make (or replace) a workspace from an embeddings file + metadata CSV (and optionally window
+    embeddings with their segment rows), atomically."""
     root = check_target(workspace)  # a user's own folder is refused before anything is read
     file = Path(file).expanduser()
     embeddings = load_embeddings(file)
@@ -199,6 +257,7 @@ def import_embeddings(
             "the CSV needs one row per embedding, in the same order"
         )
     segments = build_segments(meta, metadata)
+    window_data = load_windows(windows, window_segments, len(segments), embeddings.shape[1])
     existing = read_info(root)  # its workspace.json alone: the corpus it replaces may be damaged
     if existing is not None:
         if existing.dim != embeddings.shape[1]:
@@ -212,7 +271,21 @@ def import_embeddings(
         "embeddings_file": str(file.resolve()),
         "metadata": str(Path(metadata).expanduser().resolve()),
         "embedder": embedder,
+        "windows": (
+            {
+                "windows_file": str(Path(windows).expanduser().resolve()),
+                "window_segments_file": str(Path(window_segments).expanduser().resolve()),
+            }
+            if window_data is not None
+            else None
+        ),
     }
     return Workspace.create(
-        root, segments, embeddings, embedder=embedder, sample_rate=0, provenance=provenance
+        root,
+        segments,
+        embeddings,
+        embedder=embedder,
+        sample_rate=0,
+        provenance=provenance,
+        windows=window_data,
     )

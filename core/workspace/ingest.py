@@ -1,8 +1,9 @@
 """`python -m core ingest AUDIO_DIR --workspace NAME`: a folder of audio -> a workspace.
 
 Walk the folder for audio (wav, flac, mp3, ogg, ...), read each file as 16 kHz mono, cut its
-non-silent audio into 4-8 s segments, embed them, attach metadata CSV columns, and write the
-workspace atomically (Workspace.create), so a failed run leaves any existing workspace intact.
+non-silent audio into 4-8 s segments, embed them (and, in the same pass, their sub-segment
+windows: core.embedders.embed_segments_with_windows, WINDOWS), attach metadata CSV columns, and
+write the workspace atomically (Workspace.create), so a failed run leaves any existing workspace intact.
 
 Only files under AUDIO_DIR are read (paths resolved, symlinks included): a metadata row naming a
 file outside it (`../x.wav`, an absolute path elsewhere, a link that leads out) is an InputError
@@ -14,8 +15,9 @@ Unreadable, corrupt, silent or vanished files, symlink loops and files whose nam
 UTF-8 (shown with \\xNN escapes) are skipped and listed in the summary (and in
 provenance['skipped']); one bad file never stops the rest of the folder. A metadata `file` that
 is not found, but differs from a file in its folder only in letter case or Unicode normalisation,
-is named in the error. Per-file results are cached under ws.cache_dir/ingest keyed by (file
-content, embedder, checkpoint content, segmentation settings, telephony): re-running on the same
+is named in the error. Per-file results (segment and window embeddings) are cached under
+ws.cache_dir/ingest keyed by (file content, embedder, checkpoint content, segmentation settings,
+telephony, window settings): re-running on the same
 folder recomputes nothing, a changed file re-embeds only that file, and a run killed midway
 resumes from what it had cached. Ingests into one workspace may run at once: each holds a shared
 lock on the cache folder, and only one that finds itself alone removes stale entries and the
@@ -46,12 +48,15 @@ from core import atomic
 from core.audio.read import AUDIO_EXTENSIONS, cut, load_audio
 from core.audio.segmentation import METHODS, SegmentationConfig, segment_audio
 from core.constants import CACHE_DIR, DEFAULT_EMBEDDER, SAMPLE_RATE, SEGMENT_BASE_COLUMNS
+from core.embedders.base import WindowConfig
 from core.errors import InputError
 from core.workspace.metadata import csv_line, read_metadata_csv
-from core.workspace.workspace import Workspace, announce_replacement, check_target
+from core.workspace.workspace import Windows, Workspace, announce_replacement, check_target
 
 INGEST_CACHE = "ingest"  # sub-folder of the workspace cache
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries hold the window embeddings too
+WINDOWS = WindowConfig()
+"""The sliding window of the embedders without windows of their own (recorded in provenance)."""
 GROUP_SEGMENTS = 256  # segments embedded together before their files' results are cached
 HASH_CHUNK = 1 << 20
 
@@ -290,10 +295,16 @@ def _checkpoint_hash(path: str | None) -> str | None:
 
 
 def cache_key(
-    content_hash: str, embedder: str, ckpt_hash: str | None, cfg: SegmentationConfig, telephony: bool
+    content_hash: str,
+    embedder: str,
+    ckpt_hash: str | None,
+    cfg: SegmentationConfig,
+    telephony: bool,
+    windows: dict | None = None,
 ) -> str:
     payload = {
         "v": CACHE_VERSION,
+        "windows": windows,
         "file": content_hash,
         "embedder": embedder,
         "checkpoint": ckpt_hash,
@@ -311,6 +322,8 @@ class FileResult:
     ends: np.ndarray
     embeddings: np.ndarray  # float32 [n, dim] (n may be 0 when skipped)
     skipped: str = ""  # reason, empty when used
+    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # float32 [w, dim]
+    window_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [w]: 0 .. n-1
 
     @classmethod
     def skip(cls, rel: str, reason: str) -> FileResult:
@@ -321,7 +334,13 @@ class FileResult:
 def _save_cache(path: Path, res: FileResult) -> None:
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(
-            fh, starts=res.starts, ends=res.ends, embeddings=res.embeddings, skipped=np.array(res.skipped)
+            fh,
+            starts=res.starts,
+            ends=res.ends,
+            embeddings=res.embeddings,
+            skipped=np.array(res.skipped),
+            windows=res.windows,
+            window_segment=res.window_segment,
         )
 
 
@@ -329,7 +348,13 @@ def _load_cache(path: Path, rel: str) -> FileResult | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return FileResult(
-                rel, z["starts"], z["ends"], z["embeddings"].astype(np.float32), str(z["skipped"])
+                rel,
+                z["starts"],
+                z["ends"],
+                z["embeddings"].astype(np.float32),
+                str(z["skipped"]),
+                z["windows"].astype(np.float32),
+                z["window_segment"].astype(np.int64),
             )
     except Exception:  # a damaged cache entry is recomputed, never trusted
         return None
@@ -404,7 +429,7 @@ def ingest(
     """Segment + embed every audio file under audio_dir into workspace (see module docstring)."""
     from tqdm import tqdm
 
-    from core.embedders import EMBEDDERS, check_jobs, embed_segments, get_embedder
+    from core.embedders import EMBEDDERS, check_jobs, embed_segments_with_windows, get_embedder
 
     cfg = segmentation or SegmentationConfig()
     root = Path(audio_dir).expanduser().resolve()
@@ -427,6 +452,7 @@ def ingest(
     # load the embedder up front so a bad checkpoint fails before any work is done
     model = get_embedder(embedder, checkpoint=checkpoint, device=device)
     ckpt_hash = _checkpoint_hash(checkpoint)
+    window_settings = model.window_settings(WINDOWS)
     announce_replacement(ws_root, "ingest")
     with _cache_in_use(cache_dir) as alone:
         results: dict[str, FileResult] = {}
@@ -437,9 +463,10 @@ def ingest(
             if not pending:
                 return
             audios = [a for _, _, pieces in pending for a in pieces]
-            emb = embed_segments(
+            emb = embed_segments_with_windows(
                 embedder,
                 audios,
+                WINDOWS,
                 jobs=jobs,
                 progress=progress,
                 checkpoint=checkpoint,
@@ -448,7 +475,9 @@ def ingest(
             )
             pos = 0
             for cache_path, res, pieces in pending:
-                res.embeddings = emb[pos : pos + len(pieces)]
+                res.embeddings = emb.segments[pos : pos + len(pieces)]
+                mine = (emb.window_segment >= pos) & (emb.window_segment < pos + len(pieces))
+                res.windows, res.window_segment = emb.windows[mine], emb.window_segment[mine] - pos
                 pos += len(pieces)
                 _save_cache(cache_path, res)
             pending.clear()
@@ -462,7 +491,7 @@ def ingest(
                 results[rel] = FileResult.skip(rel, reason)
                 continue
             try:
-                key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony)
+                key = cache_key(file_sha256(path), embedder, ckpt_hash, cfg, telephony, window_settings)
             except OSError as exc:  # vanished or unreadable since the walk
                 results[rel] = FileResult.skip(rel, f"could not be read ({exc.strerror or exc})")
                 continue
@@ -492,7 +521,7 @@ def ingest(
             listing = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped)
             raise InputError(f"{root}: no usable audio (every file was skipped: {listing})")
 
-        segments, embeddings = _build_table(root, used, results, meta)
+        segments, embeddings, windows = _build_table(root, used, results, meta)
         provenance = {
             "command": "ingest",
             "audio_root": str(root),
@@ -501,12 +530,19 @@ def ingest(
             "checkpoint": checkpoint,
             "checkpoint_sha256": ckpt_hash,
             "telephony": telephony,
+            "windows": window_settings,
             "metadata": str(Path(metadata).expanduser().resolve()) if metadata else None,
             "files": len(files),
             "skipped": skipped,
         }
         ws = Workspace.create(
-            ws_root, segments, embeddings, embedder=embedder, sample_rate=SAMPLE_RATE, provenance=provenance
+            ws_root,
+            segments,
+            embeddings,
+            embedder=embedder,
+            sample_rate=SAMPLE_RATE,
+            provenance=provenance,
+            windows=windows,
         )
         # the cache holds what the workspace was last built from: entries of deleted or changed files,
         # or of other settings, would otherwise pile up with every re-ingest; only an ingest that is
@@ -537,10 +573,11 @@ def _segment_stems(used: list[str]) -> dict[str, str]:
 
 def _build_table(
     root: Path, used: list[str], results: dict[str, FileResult], meta: pd.DataFrame | None
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, Windows]:
     stems = _segment_stems(used)
     rows: list[dict] = []
     embs = []
+    windows, window_rows = [], []
     meta_cols = list(meta.columns) if meta is not None else []
     for rel in used:
         res = results[rel]
@@ -558,6 +595,9 @@ def _build_table(
                     **attrs,
                 }
             )
+        window_rows.append(res.window_segment + (len(rows) - len(res.starts)))  # its rows in the table
+        windows.append(res.windows)
         embs.append(res.embeddings)
     frame = pd.DataFrame(rows, columns=[*SEGMENT_BASE_COLUMNS, *meta_cols])
-    return frame, np.concatenate(embs).astype(np.float32)
+    joined = Windows(np.concatenate(windows).astype(np.float32), np.concatenate(window_rows).astype(np.int64))
+    return frame, np.concatenate(embs).astype(np.float32), joined

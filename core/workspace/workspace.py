@@ -3,6 +3,8 @@
     data/NAME/workspace.json     embedder, dim, sample rate, provenance, fingerprint
     data/NAME/segments.parquet   segment_id, source, start_s, end_s, duration_s, + metadata
     data/NAME/embeddings.npy     float32 [N, dim], row-aligned with segments.parquet
+    data/NAME/windows.npy        float32 [W, dim], sub-segment window embeddings (optional)
+    data/NAME/window_segments.npy  int64 [W], the segment row of each window (non-decreasing)
 
     check_target(name_or_path) -> Path          where a command may build a workspace (or InputError)
     read_info(root) -> WorkspaceInfo | None     its workspace.json alone, checked (None: no workspace)
@@ -23,7 +25,10 @@ Opening checks what a hand edit or a damaged disk can break, with one InputError
 workspace.json's fields and types (and a format newer than this code reads), segments.parquet
 (there, readable, n_segments rows, the base columns) and embeddings.npy (there, a .npy, no pickled
 objects, native float32, shape (n_segments, dim)), reading only the Parquet footer and the .npy
-header. A workspace name is a folder name: no NUL byte, at most NAME_MAX bytes a component; the
+header; with windows (workspace.json's n_windows), windows.npy (float32 [n_windows, dim]) and
+window_segments.npy (int64 [n_windows], non-decreasing segment rows within range: the one file
+read whole, W int64s). A workspace made without windows (n_windows absent or 0) has no window
+files, and `ws.windows` is None. A workspace name is a folder name: no NUL byte, at most NAME_MAX bytes a component; the
 data folder must be a folder; a broken link is not followed.
 
 Everything later in the data flow (models/, analyses/, labels.sqlite, cache/) lives beside these
@@ -48,7 +53,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -64,6 +69,8 @@ from core.constants import (
     NEW_CORPUS_DIR,
     SEGMENT_BASE_COLUMNS,
     SEGMENTS_PARQUET,
+    WINDOW_SEGMENTS_NPY,
+    WINDOWS_NPY,
     WORKSPACE_FORMAT_VERSION,
     WORKSPACE_JSON,
     data_root,
@@ -193,10 +200,65 @@ def validate_segments(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return frame
 
 
-def fingerprint_of(segments: pd.DataFrame, embeddings: np.ndarray) -> str:
-    """Content hash of the corpus: what models and analyses record to detect staleness."""
+class Windows(NamedTuple):
+    """A workspace's sub-segment window embeddings."""
+
+    embeddings: np.ndarray
+    """float32 [W, dim] (memory-mapped in an opened workspace)."""
+    segment_rows: np.ndarray
+    """int64 [W]: the segment row of each window, non-decreasing, each in 0 .. N-1."""
+
+
+def validate_windows(
+    embeddings: Any, segment_rows: Any, n_segments: int, dim: int, where: str, rows_where: str
+) -> Windows:
+    """`embeddings` and `segment_rows` as Windows, or InputError naming the file at fault
+    (`where`: the embeddings, `rows_where`: the segment rows) and the first bad row: the
+    embeddings as validate_embeddings with `dim`; the rows one integer per window, each a segment
+    row, non-decreasing (a segment's windows together, in segment order)."""
+    arr = validate_embeddings(embeddings, where, dim)
+    return Windows(arr, validate_window_rows(segment_rows, len(arr), n_segments, where, rows_where))
+
+
+def validate_window_rows(
+    segment_rows: Any, n_windows: int, n_segments: int, where: str, rows_where: str
+) -> np.ndarray:
+    """`segment_rows` as int64 [n_windows] (validate_windows), or InputError naming `rows_where`."""
+    rows = np.asarray(segment_rows)
+    if rows.dtype.kind not in "iu" or rows.ndim != 1:
+        raise InputError(
+            f"{rows_where}: window segment rows must be a 1-D array of integers, got {rows.dtype} "
+            f"of shape {rows.shape}"
+        )
+    if len(rows) != n_windows:
+        raise InputError(
+            f"{rows_where}: {len(rows)} window segment rows but {where} holds {n_windows} windows"
+        )
+    outside = np.flatnonzero((rows < 0) | (rows >= n_segments))
+    if outside.size:
+        raise InputError(
+            f"{rows_where}: window {outside[0]} names segment row {rows[outside[0]]}, outside the "
+            f"{n_segments} segment(s) (rows 0 .. {n_segments - 1})"
+        )
+    backwards = np.flatnonzero(np.diff(rows) < 0)
+    if backwards.size:
+        i = int(backwards[0]) + 1
+        raise InputError(
+            f"{rows_where}: window segment rows are not sorted: window {i} names segment row "
+            f"{rows[i]} after row {rows[i - 1]} (a segment's windows come together, in segment order)"
+        )
+    return rows.astype(np.int64, copy=False)
+
+
+def fingerprint_of(segments: pd.DataFrame, embeddings: np.ndarray, windows: Windows | None = None) -> str:
+    """Content hash of the corpus: what models and analyses record to detect staleness (the
+    windows enter it when there are any; a corpus without them hashes as before they existed)."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+    if windows is not None and len(windows.segment_rows):
+        digest.update(b"windows")
+        digest.update(np.ascontiguousarray(windows.embeddings, dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(windows.segment_rows, dtype=np.int64).tobytes())
     digest.update("\x00".join(segments["segment_id"].astype(str)).encode())
     meta_cols = sorted(c for c in segments.columns if c not in SEGMENT_BASE_COLUMNS)
     digest.update(
@@ -329,10 +391,23 @@ def _move_commit_in(root: Path) -> None:
                 aside.mkdir(exist_ok=True)
                 os.replace(target, aside / name)
             os.replace(new, target)
+        _drop_stale_windows(root)
         _fsync_dir(root)
         shutil.rmtree(commit)
     except OSError as exc:
         raise atomic.write_failure(root / WORKSPACE_JSON, exc) from None
+
+
+def _drop_stale_windows(root: Path) -> None:
+    """Remove the window files of an older corpus when the one now in place has none (a
+    re-import without windows): workspace.json says so, and the files would only mislead."""
+    try:
+        n_windows = _read_info(root / WORKSPACE_JSON).n_windows
+    except (OSError, ValueError, TypeError):  # opening the workspace reports what is wrong with it
+        return
+    if not n_windows:
+        for name in WINDOW_FILES:
+            (root / name).unlink(missing_ok=True)
 
 
 def _write_staged(path: Path, target: Path, write) -> None:
@@ -378,12 +453,19 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int] | None
 
 
 CORPUS_FILES = (SEGMENTS_PARQUET, EMBEDDINGS_NPY)
+WINDOW_FILES = (WINDOWS_NPY, WINDOW_SEGMENTS_NPY)
+"""The corpus files of a workspace with windows, beside CORPUS_FILES."""
 
 
-def _file_stamps(folder: Path) -> dict[str, list[int]]:
+def corpus_files(n_windows: int | None) -> tuple[str, ...]:
+    """The corpus files of a workspace with n_windows windows (None: made before windows existed)."""
+    return CORPUS_FILES + (WINDOW_FILES if n_windows else ())
+
+
+def _file_stamps(folder: Path, names: tuple[str, ...] = CORPUS_FILES) -> dict[str, list[int]]:
     """{corpus file: [size, mtime_ns]}: what workspace.json records to notice a file replaced later."""
     stamps = {}
-    for name in CORPUS_FILES:
+    for name in names:
         st = (folder / name).stat()
         stamps[name] = [st.st_size, st.st_mtime_ns]
     return stamps
@@ -409,6 +491,8 @@ class WorkspaceInfo:
     format_version: int = WORKSPACE_FORMAT_VERSION
     files: dict | None = None
     """{corpus file: [size, mtime_ns]} as written (None in workspaces made before it was recorded)."""
+    n_windows: int | None = None
+    """Window embeddings in windows.npy (0: none stored; None: made before windows existed)."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -425,6 +509,7 @@ _INFO_TYPES = {
     "created": ((int, float), "a number"),
     "format_version": (int, "a whole number"),
     "files": ((dict, type(None)), "a JSON object"),
+    "n_windows": ((int, type(None)), "a whole number"),
 }
 
 
@@ -442,6 +527,8 @@ def _read_info(meta: Path) -> WorkspaceInfo:
     for key in ("dim", "n_segments"):
         if getattr(info, key) < 1:
             raise ValueError(f"{key} {getattr(info, key)} is not positive")
+    if info.n_windows is not None and info.n_windows < 0:
+        raise ValueError(f"n_windows {info.n_windows} is negative")
     if info.format_version > WORKSPACE_FORMAT_VERSION:
         raise ValueError(
             f"format {info.format_version}, written by a newer VoxSAE; this VoxSAE reads format "
@@ -482,6 +569,8 @@ class Workspace:
         self.info = info
         self._check_segments()
         self._check_embeddings()
+        if self.info.n_windows:
+            self._check_windows()
 
     def _missing(self, name: str) -> InputError:
         return InputError(
@@ -509,23 +598,35 @@ class Workspace:
 
     def _check_embeddings(self) -> None:
         """embeddings.npy is a .npy of native float32 [n_segments, dim] (its header only)."""
-        path = self.root / EMBEDDINGS_NPY
+        self._check_npy(EMBEDDINGS_NPY, np.float32, (self.info.n_segments, self.info.dim), "embeddings")
+
+    def _check_npy(self, name: str, dtype: type, expected: tuple[int, ...], what: str) -> None:
+        """Corpus file `name` is a .npy of native `dtype` of shape `expected` (its header only)."""
+        path = self.root / name
         if not path.is_file():
-            raise self._missing(EMBEDDINGS_NPY)
+            raise self._missing(name)
         header = npy_header(path)
         if header is None:
             raise InputError(f"{path}: a .npy format version this VoxSAE does not read")
-        shape, _, dtype, _ = header
-        if dtype.hasobject:
+        shape, _, held, _ = header
+        if held.hasobject:
             raise InputError(f"{path}: holds pickled Python objects, which are never loaded")
-        if dtype != np.dtype(np.float32):
+        if held != np.dtype(dtype):
             raise InputError(
-                f"{path}: holds {dtype.str} values; a workspace's embeddings are float32 in this "
-                f"machine's byte order ({np.dtype(np.float32).str}): rebuild it with `import-embeddings`"
+                f"{path}: holds {held.str} values; a workspace's {what} are {np.dtype(dtype).name} in this "
+                f"machine's byte order ({np.dtype(dtype).str}): rebuild it with `import-embeddings`"
             )
-        expected = (self.info.n_segments, self.info.dim)
         if tuple(shape) != expected:
             raise InputError(f"{path}: shape {tuple(shape)}, but workspace.json says {expected}")
+
+    def _check_windows(self) -> None:
+        """windows.npy and window_segments.npy hold n_windows rows, aligned with the segments."""
+        n = self.info.n_windows
+        self._check_npy(WINDOWS_NPY, np.float32, (n, self.info.dim), "window embeddings")
+        self._check_npy(WINDOW_SEGMENTS_NPY, np.int64, (n,), "window segment rows")
+        rows = np.load(self.root / WINDOW_SEGMENTS_NPY, mmap_mode="r", allow_pickle=False)
+        where = str(self.root / WINDOWS_NPY)
+        validate_window_rows(rows, n, self.info.n_segments, where, str(self.root / WINDOW_SEGMENTS_NPY))
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -554,6 +655,7 @@ class Workspace:
         sample_rate: int,
         provenance: dict | None = None,
         extra_files: dict[str, Path] | None = None,
+        windows: Windows | None = None,
     ) -> Workspace:
         """Write a workspace; an existing one has its corpus files replaced, everything else kept.
 
@@ -561,7 +663,8 @@ class Workspace:
         place with workspace.json last (module docstring), so a failure or a crash at any moment
         leaves the old complete workspace or the new one. `extra_files` maps a relative name in
         the workspace to a file or folder to move in. An existing folder that is not a workspace
-        is refused (check_target).
+        is refused (check_target). `windows` (optional: window embeddings and the segment row
+        of each) are checked against the segments (validate_windows) and written with them.
         """
         root = check_target(name_or_path)
         where = str(root)
@@ -569,15 +672,26 @@ class Workspace:
         embeddings = validate_embeddings(embeddings, where)
         if len(segments) != embeddings.shape[0]:
             raise InputError(f"{where}: {len(segments)} segments but {embeddings.shape[0]} embedding rows")
+        if windows is not None:
+            windows = validate_windows(
+                *windows,
+                len(segments),
+                embeddings.shape[1],
+                f"{where} windows",
+                f"{where} window segment rows",
+            )
+            if not len(windows.segment_rows):
+                windows = None
         info = WorkspaceInfo(
             name=root.name,
             embedder=embedder,
             dim=int(embeddings.shape[1]),
             sample_rate=int(sample_rate),
             n_segments=len(segments),
-            fingerprint=fingerprint_of(segments, embeddings),
+            fingerprint=fingerprint_of(segments, embeddings, windows),
             provenance=provenance or {},
             created=time.time(),
+            n_windows=len(windows.segment_rows) if windows is not None else 0,
         )
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -597,12 +711,15 @@ class Workspace:
                 _write_staged(
                     staging / EMBEDDINGS_NPY, root / EMBEDDINGS_NPY, lambda path: _save_npy(path, embeddings)
                 )
+                for name, array in zip(WINDOW_FILES, windows, strict=True) if windows is not None else ():
+                    _write_staged(staging / name, root / name, functools.partial(_save_npy, array=array))
                 for rel, src in (extra_files or {}).items():
                     try:
                         shutil.move(str(src), staging / rel)
                     except OSError as exc:
                         raise atomic.write_failure(root / rel, exc) from None
-                text = json.dumps(replace(info, files=_file_stamps(staging)).to_json(), indent=2) + "\n"
+                stamps = _file_stamps(staging, corpus_files(info.n_windows))
+                text = json.dumps(replace(info, files=stamps).to_json(), indent=2) + "\n"
                 _write_staged(
                     staging / WORKSPACE_JSON, root / WORKSPACE_JSON, lambda path: path.write_text(text)
                 )
@@ -626,9 +743,9 @@ class Workspace:
     def fingerprint(self) -> str:
         """Content hash of embeddings + segment ids + metadata: WorkspaceInfo.fingerprint while the
         corpus files are the ones workspace.json was written with, else computed from their content."""
-        if self.info.files is not None and _file_stamps(self.root) == self.info.files:
+        if self.info.files is not None and _file_stamps(self.root, self._corpus_files) == self.info.files:
             return self.info.fingerprint
-        actual = fingerprint_of(self.segments, np.asarray(self.embeddings))
+        actual = fingerprint_of(self.segments, np.asarray(self.embeddings), self.windows)
         if actual != self.info.fingerprint:
             logger.warning(
                 "workspace %s: its corpus files changed after workspace.json was written "
@@ -650,6 +767,17 @@ class Workspace:
     def embeddings(self) -> np.ndarray:
         """float32 [N, dim], memory-mapped read-only (shape and dtype checked on open)."""
         return np.load(self.root / EMBEDDINGS_NPY, mmap_mode="r", allow_pickle=False)
+
+    @functools.cached_property
+    def windows(self) -> Windows | None:
+        """The sub-segment window embeddings (memory-mapped, checked on open), or None when the
+        corpus has none (imported without them, or made before windows were stored)."""
+        if not self.info.n_windows:
+            return None
+        load = functools.partial(np.load, mmap_mode="r", allow_pickle=False)
+        return Windows(load(self.root / WINDOWS_NPY), load(self.root / WINDOW_SEGMENTS_NPY))
+
+    _corpus_files = property(lambda self: corpus_files(self.info.n_windows))
 
     def attributes(self) -> list[str]:
         """Metadata columns (everything beyond the base segment columns)."""

@@ -107,3 +107,19 @@ def test_a_replica_follows_a_renamed_column(tmp_path):
     renamed = ws.segments.rename(columns={"gender": "accent"})
     ws2 = Workspace.create(ws.root, renamed, np.array(ws.embeddings), embedder=ws.embedder, sample_rate=16000)
     assert "accent" in _replica(ws2, 1).segments.columns
+
+
+def test_a_replica_keeps_the_window_embeddings(tmp_path):
+    """A workspace with windows: its replica has them too (same fingerprint, and `--rows windows` can train)."""
+    from core.analysis.seeds import _replica
+    from core.workspace.workspace import Windows
+
+    ws = build_workspace(str(tmp_path / "w"), n_sae_speakers=4, n_feat_speakers=4, per_speaker=3)
+    emb = np.array(ws.embeddings)
+    rows = np.repeat(np.arange(len(emb), dtype=np.int64), 2)
+    windowed = Workspace.create(
+        ws.root, ws.segments, emb, embedder=ws.embedder, sample_rate=16000, windows=Windows(emb[rows], rows)
+    )
+    rep = _replica(windowed, 1)
+    assert rep.fingerprint == windowed.fingerprint and rep.windows.segment_rows.tolist() == rows.tolist()
+    assert _replica(windowed, 1).root == rep.root and Workspace(rep.root).fingerprint == windowed.fingerprint

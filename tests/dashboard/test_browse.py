@@ -48,6 +48,7 @@ def test_models_table(setup):
     ws, *_ = setup
     t = models_table(ws)
     assert list(t["model"]) == ["topk-L12-K3"] and t["k"].iloc[0] == 3
+    assert t["training_rows"].iloc[0] == "segments"  # saved without a training record: segments
     assert abs(t["dead_pct"].iloc[0] - 100 / 12) < 1e-9
     with pytest.raises(NotFoundError, match="topk-L12-K3"):
         get_model(ws, "nope")

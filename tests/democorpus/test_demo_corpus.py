@@ -193,3 +193,15 @@ def test_audio_from_refuses_another_corpus_and_unknown_embedders(small_corpus, t
     with pytest.raises(InputError, match="was not built by demo-corpus"):
         demo_corpus.build(target, scale=SCALE, seed=SEED, audio_from=str(plain.root), progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_the_default_corpus_stores_each_segments_windows(small_corpus):
+    win = small_corpus.windows
+    emb = np.asarray(small_corpus.embeddings)
+    assert small_corpus.info.provenance["windows"]["kind"] == "resemblyzer partials"
+    assert np.array_equal(np.unique(win.segment_rows), np.arange(len(emb)))  # every segment has windows
+    assert len(win.segment_rows) > 4 * len(emb)  # 4-8 s segments: 4 to 10 partials of 1.6 s each
+    rows = np.asarray(win.segment_rows)
+    for row in (0, len(emb) // 2, len(emb) - 1):  # the segment is the normalised mean of its windows
+        mean = np.asarray(win.embeddings)[rows == row].mean(axis=0)
+        assert np.abs(mean / np.linalg.norm(mean) - emb[row]).max() < 1e-5

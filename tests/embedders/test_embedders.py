@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from core.democorpus.synthetic_voice import Speaker, utterance
-from core.embedders import EMBEDDERS, _torch_threads, embed_segments, get_embedder, shutdown_pool
+from core.embedders import (
+    EMBEDDERS,
+    WindowConfig,
+    _torch_threads,
+    embed_segments,
+    get_embedder,
+    shutdown_pool,
+)
 from core.errors import InputError
 
 SPEAKERS = [
@@ -138,6 +145,13 @@ def test_ingest_with_titanet_checkpoint(tmp_path):
     assert ws.info.provenance["checkpoint"] == str(ckpt.resolve())
     assert len(ws.info.provenance["checkpoint_sha256"]) == 64
     assert np.isfinite(np.asarray(ws.embeddings)).all()
+    # windows: 1.6 s every 0.8 s embedded like segments (5 s -> 5 windows, 3 s -> 2), same pass
+    from core.embedders.base import window_starts
+
+    assert ws.info.provenance["windows"] == {"kind": "sliding", "length_s": 1.6, "hop_s": 0.8}
+    counts = [len(window_starts(round(d * 16000), WindowConfig())) for d in ws.segments["duration_s"]]
+    assert ws.windows.segment_rows.tolist() == np.repeat(np.arange(2), counts).tolist()
+    assert ws.windows.embeddings.shape == (sum(counts), 192)
 
 
 def test_resemblyzer_bad_weights_file(tmp_path):

@@ -123,7 +123,7 @@ def test_nothing_outside_the_folder_is_opened(ingested, salted):
 def test_the_workspace_of_the_shared_ingest_is_complete(ingested):
     _, ws_root, _ = ingested
     ws = Workspace.open(ws_root)
-    assert fingerprint_of(ws.segments, np.asarray(ws.embeddings)) == ws.fingerprint
+    assert fingerprint_of(ws.segments, np.asarray(ws.embeddings), ws.windows) == ws.fingerprint
     cache = ws_root / CACHE_DIR / INGEST_CACHE
     assert not list(cache.glob(".*")) and not [p for p in ws_root.iterdir() if p.name.startswith(".")]
 
@@ -333,7 +333,7 @@ def test_kill_9_mid_ingest_then_the_rerun_completes(ingested, salted, tmp_path):
     assert out.rc == 0, out
     assert "from cache" in out.out and " 0 from cache" not in out.out
     ws = Workspace.open(ws_root)
-    assert fingerprint_of(ws.segments, np.asarray(ws.embeddings)) == ws.fingerprint
+    assert fingerprint_of(ws.segments, np.asarray(ws.embeddings), ws.windows) == ws.fingerprint
     reference = Workspace.open(ingested[1])
     for rel in ("good_a.wav", "good_b.flac", "folder.wav/inner.wav"):
         mine = np.asarray(ws.embeddings)[ws.segments["source"] == rel]
