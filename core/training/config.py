@@ -79,6 +79,11 @@ class TrainConfig:
     architectures of the grid that have it; unset ones take the architecture's default. They
     enter the key through each model's SAE config."""
 
+    pool: tuple[str, ...] = ()
+    """Other workspaces (names or paths) whose `sae`-split rows join this workspace's training
+    rows (`--pool`, core.training.pool); each must share its embedder and dimension. Their names
+    and fingerprints enter the models' key (only when a pool is given)."""
+
     def __post_init__(self) -> None:
         for name, minimum, strict in (
             ("lr", 0.0, True),
@@ -102,7 +107,7 @@ class TrainConfig:
 
     def key_fields(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("archs", "latents", "ks", "device", "sae_options"):
+        for k in ("archs", "latents", "ks", "device", "sae_options", "pool"):  # pool: keyed by fingerprint
             d.pop(k)
         return d
 

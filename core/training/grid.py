@@ -3,9 +3,11 @@
     python -m core train --workspace NAME [--arch topk] [--latents 100,200,...] [--k 5,10,...]
                          [--epochs N] [--device cuda] [--batch-size B] [--lr LR] [--seed S]
                          [--l0-coefficient C ...]  (each architecture option, see core.sae.base)
+                         [--pool W2[,W3...]]  (add their sae-split rows: core.training.pool)
 
 * Trains on the workspace rows whose `split` is 'sae' when that column exists (else all rows);
-  `val_fraction` of them (seeded) is held out for early stopping and metrics.
+  `val_fraction` of them (seeded) is held out for early stopping and metrics. `--pool W2,W3`
+  appends the training rows of those workspaces (same embedder and dim; core.training.pool).
 * The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
   x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
 * Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
@@ -48,6 +50,7 @@ from core.sae.catalog import list_models, read_cfg
 from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
 from core.training import memory
+from core.training import pool as pooling
 from core.training import state as state_file
 from core.training.config import TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
@@ -90,6 +93,7 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
         raise InputError(
             f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
         )
+    pool = pooling.pool_key(pooling.resolve_pool(ws, cfg.pool)) if cfg.pool else None
     specs = []
     for arch in dict.fromkeys(cfg.archs):  # a value given twice (--latents 8,8) is one model
         impl = ARCHITECTURES[arch]
@@ -110,9 +114,8 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
                     )
                 except InputError as exc:
                     raise InputError(f"{name}: {exc}") from None
-                key = _hash(
-                    {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
-                )
+                what = {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
+                key = _hash(what if pool is None else {**what, "pool": pool})  # alone: keys as before
                 specs.append(_Spec(name, sae_cfg, key))
     if not specs:
         raise InputError("the grid is empty (no architectures, latents or K values)")
@@ -221,8 +224,12 @@ def train_grid(
     run_key = _hash({"models": sorted(s.key for s in specs)})
     state_path = ws.cache_dir / TRAINING_DIR / f"{run_key}-{TRAINING_STATE}"
 
-    rows, data = load_training_data(ws)
-    tr_idx, va_idx = split_train_val(len(rows), cfg.val_fraction, cfg.seed)
+    _, data = load_training_data(ws)
+    pool = pooling.resolve_pool(ws, cfg.pool)
+    pooled = [load_training_data(p)[1] for p in pool]
+    data = np.concatenate([data, *pooled]) if pooled else data
+    record = pooling.pool_record(pool, [len(x) for x in pooled])
+    tr_idx, va_idx = split_train_val(len(data), cfg.val_fraction, cfg.seed)
     x_train = torch.from_numpy(data[tr_idx]).to(device)
     x_val = torch.from_numpy(data[va_idx]).to(device)
     n_train = x_train.shape[0]
@@ -262,7 +269,7 @@ def train_grid(
             sae,
             ws.models_dir / name,
             metrics=metrics,
-            info=_info(ws, by_name[name], cfg, n_train, len(va_idx)),
+            info=_info(ws, by_name[name], cfg, n_train, len(va_idx), record),
         )
 
     def on_checkpoint(groups: list[NamedStack], run: RunState) -> None:
@@ -326,8 +333,9 @@ def _new_stacks(
     return out
 
 
-def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
+def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int, pool: list) -> dict:
     return {
+        **({"pool": pool} if pool else {}),
         "name": spec.name,
         "workspace": ws.name,
         "fingerprint": ws.fingerprint,
@@ -404,6 +412,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(option_flag(name), dest=name, help=help_text)
     parser.add_argument("--threads", help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--checkpoint-every", help="seconds between training-state checkpoints (default 60)")
+    parser.add_argument(
+        "--pool", help="W2[,W3...]: also train on these workspaces' sae-split rows (same embedder and dim)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -422,6 +433,7 @@ def main(args: argparse.Namespace) -> int:
         archs=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
         device=args.device,
         sae_options={n: v for n, v in options.items() if v is not None},
+        pool=pooling.parse_pool(args.pool),
         **{name: v for name, v in given.items() if v is not None},
     )
     if threads is not None:
