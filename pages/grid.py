@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.grid import grid_table
+from core.analysis.grid import grid_table, interval_table
 from core.constants import GRID_SUBDIR
 from core.dashboard import grid_view
 from core.dashboard.cache_keys import analyses_key
@@ -16,7 +16,9 @@ ss = st.session_state
 st.title("Precision / recall grid")
 st.caption(
     "Each cell: the SAE of that latent dim and K, its top latent (largest logistic-regression weight) "
-    "used alone as a detector (activation > 0) on the test split. Click a cell to open that latent."
+    "used alone as a detector (activation > 0) on the test split; hover for its 95% interval "
+    "(bootstrap over test speakers). A cell counts as >= 90% only when its lower bound does. "
+    "Click a cell to open that latent."
 )
 
 
@@ -52,25 +54,15 @@ if clicked:
     common.open_latent_page(*clicked)
 
 reached, cell = grid_view.best_or_top(df, arch)
-scores = f"(precision {100 * cell['precision']:.1f}%, recall {100 * cell['recall']:.1f}%)"
-if reached:
-    st.success(
-        f"Best cell with precision and recall >= 90%: **{cell['model']}**, latent {int(cell['latent'])} "
-        + scores
-        + "."
-    )
-else:
-    st.warning(
-        f"No cell reaches 90% precision and recall; best F1: {cell['model']} latent {int(cell['latent'])} "
-        + scores
-        + "."
-    )
+(st.success if reached else st.warning)(grid_view.headline(reached, cell))
 with st.expander("Tables (percent)"):
     c = st.columns(2)
     c[0].markdown("**precision**")
     c[0].dataframe(grid_table(df, "precision", arch))
     c[1].markdown("**recall**")
     c[1].dataframe(grid_table(df, "recall", arch))
+    st.markdown("**95% intervals** (bootstrap over the test speakers) and the test data behind each cell")
+    st.dataframe(interval_table(df, arch), hide_index=True)
     options = grid_view.cell_options(df)
     pick = st.selectbox("Open a model's top latent", list(options), index=None, placeholder="choose a cell")
     if pick:

@@ -57,6 +57,9 @@ st.dataframe(
         "explained_variance": st.column_config.NumberColumn("explained var.", format="%.3f"),
         "l0": st.column_config.NumberColumn("L0", format="%.1f"),
         "dead_pct": st.column_config.NumberColumn("dead %", format="%.1f"),
+        "pool": st.column_config.TextColumn(
+            "pool", help="other workspaces whose training rows joined this model's (train --pool)"
+        ),
     },
 )
 plot = nmse_by_k(table)

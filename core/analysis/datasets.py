@@ -284,16 +284,8 @@ class FeatureDataset:
                     f"workspace {ws.name}: too few samples of class {name!r} for {attribute!r} "
                     f"({n}; need at least {MIN_PER_CLASS} to split into train and test)"
                 )
-        if has_speaker:
-            groups = seg["speaker"].astype("string").fillna("").to_numpy(dtype=object)[rows]
-            # rows without a speaker id (hold music) group by their call, else stand alone: segments
-            # of one call's music are near-duplicates and must not straddle train and test
-            if "source" in seg.columns:
-                fallback = ("source:" + seg["source"].astype(str)).to_numpy(dtype=object)[rows]
-            else:
-                fallback = np.char.add("row:", rows.astype(str)).astype(object)
-            groups = np.where(groups == "", fallback, groups)
-        else:
+        groups = speaker_groups(ws, rows)
+        if groups is None:
             groups = rows.astype(str)
             notes.append("no speaker column: split by row")
         n_groups = len(set(groups))
@@ -342,6 +334,22 @@ class FeatureDataset:
             segments=segments_digest(ws),
             notes=notes,
         )
+
+
+def speaker_groups(ws: Workspace, rows: np.ndarray) -> np.ndarray | None:
+    """The speaker of each of `rows` (object array), the unit the split keeps apart and the
+    intervals resample (core.analysis.intervals); None when the workspace has no speaker column.
+    A row without a speaker id (hold music) groups by its call, else stands alone: segments of
+    one call's music are near-duplicates and must not straddle train and test."""
+    seg = ws.segments
+    if "speaker" not in seg.columns:
+        return None
+    groups = seg["speaker"].astype("string").fillna("").to_numpy(dtype=object)[rows]
+    if "source" in seg.columns:
+        fallback = ("source:" + seg["source"].astype(str)).to_numpy(dtype=object)[rows]
+    else:
+        fallback = np.char.add("row:", np.asarray(rows).astype(str)).astype(object)
+    return np.where(groups == "", fallback, groups)
 
 
 def split_settings(

@@ -2,7 +2,9 @@
 
 Per model: a logistic regression on the latents of the train split; the latent with the largest
 positive weight (top 5 kept with their weights); that latent alone as a detector (activation > 0
-means positive) on the test split: precision, recall, F1. Cross-check: the single latent with the
+means positive) on the test split: precision, recall, F1, each with a 95 % confidence interval
+from a bootstrap over the test speakers (core.analysis.intervals; 1000 resamples, seed 0), and
+the number of test speakers and segments behind them. Cross-check: the single latent with the
 best train F1, scored on test. Ceiling: a linear probe on the raw embeddings.
 
     res = identify(ws, "language", "es", ["en"])     # computed or reused; stored
@@ -24,6 +26,7 @@ import pandas as pd
 
 from core.analysis import datasets
 from core.analysis.datasets import FeatureDataset, dataset_key, resolve_values, split_hash
+from core.analysis.intervals import BootstrapConfig, BootstrapPlan
 from core.analysis.models import ModelRef, encode_rows, list_model_refs, warn_unusable_models
 from core.analysis.store import ResultStore
 from core.constants import IDENTIFICATION_SUBDIR
@@ -31,7 +34,19 @@ from core.errors import NotFoundError
 from core.workspace.workspace import Workspace
 
 TOP_N = 5
-_VERSION = 1
+CELL_FIELDS = (
+    "precision",
+    "precision_lo",
+    "precision_hi",
+    "recall",
+    "recall_lo",
+    "recall_hi",
+    "f1",
+    "n_test_speakers",
+    "n_test_segments",
+)
+"""What a model's result says about its detector on the test split (the grid's cell)."""
+_VERSION = 2  # 2: precision/recall intervals and the test speakers behind them
 KIND = IDENTIFICATION_SUBDIR
 
 
@@ -63,8 +78,16 @@ def probe_accuracy_raw(ws: Workspace, ds: FeatureDataset) -> float:
     return float((clf.predict(x_te) == ds.y_test).mean())
 
 
-def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=None, z_test=None) -> dict:
-    """Identification for one model (see module doc)."""
+def identify_model(
+    ws: Workspace,
+    ref: ModelRef,
+    ds: FeatureDataset,
+    z_train=None,
+    z_test=None,
+    plan: BootstrapPlan | None = None,
+) -> dict:
+    """Identification for one model (see module doc); `plan`: the test split's bootstrap (drawn
+    here when not given)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -80,6 +103,7 @@ def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=Non
     latent = int(order[0])
     pred = z_test[:, latent] > 0
     p, r, f, _ = precision_recall_fscore_support(ds.y_test, pred, average="binary", zero_division=0)
+    plan = plan or BootstrapPlan.for_test_split(ws, ds)
     # cross-check: best single latent by F1 on train, scored on test
     _, _, f1_train = detector_scores(z_train > 0, ds.y_train)
     best = int(np.argmax(f1_train))
@@ -95,6 +119,10 @@ def identify_model(ws: Workspace, ref: ModelRef, ds: FeatureDataset, z_train=Non
         "precision": float(p),
         "recall": float(r),
         "f1": float(f),
+        **plan.intervals(pred, ds.y_test)._asdict(),
+        "n_test_speakers": plan.n_speakers,
+        "n_test_segments": int(len(ds.test_rows)),
+        "interval_unit": plan.unit,
         "n_test_pos": int(ds.y_test.sum()),
         "n_test_neg": int((~ds.y_test).sum()),
         "latent_probe_accuracy": float(clf.score(z_test, ds.y_test)),
@@ -117,9 +145,11 @@ def identify(
     dataset: FeatureDataset | None = None,
     progress: bool = False,
     force: bool = False,
+    bootstrap: BootstrapConfig | None = None,
 ) -> dict:
     """Identify the latent of every model; reuses the stored result of every model whose weights
-    did not change, when the workspace content and the dataset split did not change either."""
+    did not change, when the workspace content, the dataset split and the `bootstrap` settings
+    (default BootstrapConfig()) did not change either."""
     store = ResultStore(ws, model_workspace)
     ws = store.ws
     ds = dataset or FeatureDataset.load_or_build(ws, attribute, positive, negatives)
@@ -128,7 +158,8 @@ def identify(
         raise NotFoundError(
             f"workspace {store.model_ws.name}: no trained models (run `python -m core train` first)"
         )
-    inputs = store.inputs(refs, split=split_hash(ds), version=_VERSION)
+    plan = BootstrapPlan.for_test_split(ws, ds, bootstrap)
+    inputs = store.inputs(refs, split=split_hash(ds), version=_VERSION, bootstrap=plan.cfg.key())
     old = None if force else store.load_reusable(KIND, ds.key, inputs)
     previous = {m["model"]: m for m in old["models"]} if old else {}
     probe = old["probe_accuracy"] if old else probe_accuracy_raw(ws, ds)
@@ -141,7 +172,7 @@ def identify(
     for ref in iterator:
         res = previous.get(ref.name)
         if res is None or res.get("checksum") != ref.checksum:
-            res = identify_model(ws, ref, ds)
+            res = identify_model(ws, ref, ds, plan=plan)
         results.append({**res, "probe_accuracy": probe})
     out = {
         "version": _VERSION,
@@ -157,6 +188,7 @@ def identify(
         "n_train": int(len(ds.train_rows)),
         "n_test": int(len(ds.test_rows)),
         "probe_accuracy": probe,
+        "bootstrap": plan.summary(),
         "models": results,
     }
     return store.save_json(KIND, ds.key, out, inputs)
@@ -196,7 +228,7 @@ def reading(result_model: dict, positive: str) -> str:
 
 
 # -- command -----------------------------------------------------------------------------
-JSON_FIELDS = ("model", "arch", "d_sae", "k", "latent", "precision", "recall", "f1", "probe_accuracy")
+JSON_FIELDS = ("model", "arch", "d_sae", "k", "latent", *CELL_FIELDS, "probe_accuracy")
 
 
 def add_arguments(parser) -> None:
@@ -230,11 +262,21 @@ def main(args) -> int:
         f"{res['attribute']}: {pos} vs {neg}  (train {res['n_train']}, test {res['n_test']}; "
         f"linear probe on raw embeddings {100 * res['probe_accuracy']:.1f}%)"
     )
-    print(f"{'model':<24}{'latent':>7}{'prec':>8}{'recall':>8}{'F1':>7}   best-F1 latent   top-5 weights")
+    bs = res["bootstrap"]
+    unit = f"{bs['n_groups']} test {bs['unit']}s"
+    print(f"[lo, hi]: {100 * bs['level']:g}% bootstrap interval over {unit} ({bs['resamples']} resamples)")
+    if bs["note"]:
+        print(f"note: {bs['note']}")
+    print(
+        f"{'model':<24}{'latent':>7}{'prec [lo, hi]':>22}{'recall [lo, hi]':>22}{'F1':>7}"
+        "   best-F1 latent   top-5 weights"
+    )
     for m in res["models"]:
         tops = ", ".join(f"{t['latent']}:{t['weight']:.2f}" for t in m["top"])
+        p_ci = f"{100 * m['precision']:.1f} [{100 * m['precision_lo']:.1f}, {100 * m['precision_hi']:.1f}]"
+        r_ci = f"{100 * m['recall']:.1f} [{100 * m['recall_lo']:.1f}, {100 * m['recall_hi']:.1f}]"
         print(
-            f"{m['model']:<24}{m['latent']:>7}{100 * m['precision']:>7.1f}%{100 * m['recall']:>7.1f}%"
+            f"{m['model']:<24}{m['latent']:>7}{p_ci:>22}{r_ci:>22}"
             f"{m['f1']:>7.3f}   {m['best_f1_latent']:>5} (F1 {m['best_f1']:.3f})   {tops}"
         )
     return 0

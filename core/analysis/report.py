@@ -22,13 +22,14 @@ import time
 import pandas as pd
 
 from core import atomic
+from core.analysis.grid import BAR, lower_bounds_reach
 from core.analysis.seeds import load_seed_spread, spread_text
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import REPORT_HTML, REPORT_JSON
 from core.errors import InputError
 from core.workspace.workspace import Workspace
 
-BAR = 0.9  # the bar: precision and recall >= 90 % in some grid cell
+CI_RULE = "lower bounds of the 95% CIs"  # how a cell is judged at the bar (core.analysis.grid.at_bar)
 
 
 def _pct(x) -> str:
@@ -42,14 +43,14 @@ def focus_model(ident: dict, paper: str | None) -> dict:
         for m in models:
             if m["model"] == paper:
                 return m
-    ok = [m for m in models if m["precision"] >= BAR and m["recall"] >= BAR]
+    ok = [m for m in models if lower_bounds_reach(m["precision_lo"], m["recall_lo"])]
     pool = ok or models
     return max(pool, key=lambda m: (m["f1"], -m["d_sae"]))
 
 
 def _feature_section(ws: Workspace, f: dict, paper: str | None) -> dict:
     from core.analysis.datasets import load_feature_dataset
-    from core.analysis.grid import best_cell, grid_frame, grid_table
+    from core.analysis.grid import at_bar, best_cell, ci_text, grid_frame, grid_table, interval_table
     from core.analysis.identification import load_identification
     from core.analysis.splitting import first_splits, is_subgroup_split, load_splitting, split_reading
     from core.analysis.steering import load_steering
@@ -83,24 +84,36 @@ def _feature_section(ws: Workspace, f: dict, paper: str | None) -> dict:
         ),
     }
     cell = best_cell(grid, BAR, BAR)
-    n_ok = int(((grid["precision"] >= BAR) & (grid["recall"] >= BAR)).sum())
+    n_ok = int(at_bar(grid, BAR, BAR).sum())
     best_any = grid.sort_values("f1", ascending=False).iloc[0]
+    shown = cell if cell is not None else best_any
+    scores = (
+        f"precision {ci_text(shown['precision'], shown['precision_lo'], shown['precision_hi'])}%, "
+        f"recall {ci_text(shown['recall'], shown['recall_lo'], shown['recall_hi'])}%"
+    )
+    behind = ident["bootstrap"]
     sec["grid"] = {
         "precision": grid_table(grid, "precision").reset_index().to_dict("records"),
         "recall": grid_table(grid, "recall").reset_index().to_dict("records"),
+        "intervals": interval_table(grid).to_dict("records"),
+        "bootstrap": behind,
         "cells_at_bar": n_ok,
+        "bar_rule": CI_RULE,
         "n_models": len(grid),
         "best_cell": None
         if cell is None
-        else {k: _py(cell[k]) for k in ("model", "latent", "precision", "recall")},
+        else {
+            k: _py(cell[k]) for k in ("model", "latent", "precision", "precision_lo", "recall", "recall_lo")
+        },
         "reading": (
-            f"{n_ok} of {len(grid)} models have a {pos} latent with precision and recall >= 90%; best: "
-            f"{cell['model']} latent {int(cell['latent'])} (precision {_pct(cell['precision'])}, "
-            f"recall {_pct(cell['recall'])})"
+            f"{n_ok} of {len(grid)} models have a {pos} latent whose precision and recall {CI_RULE} "
+            f"are >= 90%; best: {cell['model']} latent {int(cell['latent'])} ({scores})"
             if cell is not None
-            else f"no model reaches precision and recall >= 90% for {pos}; best F1: {best_any['model']} latent "
-            f"{int(best_any['latent'])} (precision {_pct(best_any['precision'])}, recall {_pct(best_any['recall'])})"
-        ),
+            else f"no model's {pos} latent has precision and recall {CI_RULE} >= 90%; best F1: "
+            f"{best_any['model']} latent {int(best_any['latent'])} ({scores})"
+        )
+        + f"; {behind['n_groups']} test {behind['unit']}s, {int(shown['n_test_segments'])} test segments"
+        + (f" ({behind['note']})" if behind["note"] else ""),
     }
     split = load_splitting(ws, attr, pos, negs)
     if split is not None:
@@ -276,7 +289,7 @@ def claims(report: dict) -> list[dict]:
         if f is None:
             out.append(
                 {
-                    "claim": f"{label} with precision and recall >= 90% in some grid cell",
+                    "claim": f"{label} with precision and recall >= 90% ({CI_RULE}) in some grid cell",
                     "holds": None,
                     "detail": f"no {attr} feature analysed",
                 }
@@ -285,7 +298,7 @@ def claims(report: dict) -> list[dict]:
         g = f["grid"]
         out.append(
             {
-                "claim": f"{label} with precision and recall >= 90% in some grid cell",
+                "claim": f"{label} with precision and recall >= 90% ({CI_RULE}) in some grid cell",
                 "holds": g["best_cell"] is not None,
                 "detail": g["reading"],
             }
@@ -455,6 +468,10 @@ def render_html(report: dict, charts: dict) -> str:
         fmt1 = {c: (lambda v: f"{v:.1f}") for r in f["grid"]["precision"] for c in r if c != "d_sae"}
         parts.append("<p>precision (%)</p>" + _table(f["grid"]["precision"], fmt=fmt1))
         parts.append("<p>recall (%)</p>" + _table(f["grid"]["recall"], fmt=fmt1))
+        parts.append(
+            f"<details><summary>95% intervals (bootstrap over test {f['grid']['bootstrap']['unit']}s) and "
+            "the test data behind each cell</summary>" + _table(f["grid"]["intervals"]) + "</details>"
+        )
         if "splitting" in f:
             sp = f["splitting"]
             parts.append("<h3>Feature splitting (Fig. 4)</h3>" + _reading(sp["reading"]))

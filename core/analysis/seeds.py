@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import statistics
 
-from core.analysis.store import ResultStore, segments_digest
+from core.analysis.store import INPUTS, ResultStore, segments_digest
 from core.errors import InputError
 from core.workspace.workspace import Workspace
 
 SEEDS_DIR = "seeds"  # cache/seeds/seed-<S>: one replica workspace per extra training seed
 RESULT_NAME = "seeds"  # analyses/seeds.json
 DEFAULT_SEEDS = (0, 1, 2)
+FIGURES_VERSION = 2
+"""2: a cell counts at the 90/90 bar by its 95 % interval lower bounds (core.analysis.grid.at_bar),
+and the best cell's lower bound is a figure; a spread stored before is stale."""
 
 
 def seed_figures(report: dict) -> dict[str, float]:
@@ -33,11 +36,16 @@ def seed_figures(report: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for f in report["features"]:
         pos = f["positive"]
-        out[f"{pos}: grid cells >= 90/90"] = float(f["grid"]["cells_at_bar"])
+        out[f"{pos}: grid cells >= 90/90 (95% CI lower bounds)"] = float(f["grid"]["cells_at_bar"])
         models = f["identification"]["models"]
         best = max(models, key=lambda m: (min(m["precision"], m["recall"]), m["f1"]), default=None)
         if best is not None:
             out[f"{pos}: best cell min(precision, recall)"] = min(best["precision"], best["recall"])
+        best_lo = max(models, key=lambda m: (min(m["precision_lo"], m["recall_lo"]), m["f1"]), default=None)
+        if best_lo is not None:
+            out[f"{pos}: best cell min(precision, recall) 95% CI lower bound"] = min(
+                best_lo["precision_lo"], best_lo["recall_lo"]
+            )
         focus = f["identification"]["focus"]
         out[f"{pos}: focus cell precision"] = focus["precision"]
         out[f"{pos}: focus cell recall"] = focus["recall"]
@@ -88,12 +96,16 @@ def _train_settings(latents, ks, epochs) -> dict:
 
 
 def _inputs(store: ResultStore, seeds, settings: dict) -> dict:
-    return store.inputs(seeds=list(seeds), train=settings)
+    return store.inputs(seeds=list(seeds), train=settings, figures=FIGURES_VERSION)
 
 
 def load_seed_spread(ws: Workspace | str) -> dict | None:
-    """The stored spread; None when never computed or when the workspace changed since."""
-    return ResultStore(ws).load_json("", RESULT_NAME)
+    """The stored spread; None when never computed, when the workspace changed since, or when its
+    figures are of an older kind (FIGURES_VERSION)."""
+    out = ResultStore(ws).load_json("", RESULT_NAME)
+    if out is None or (out.get(INPUTS) or {}).get("figures") != FIGURES_VERSION:
+        return None
+    return out
 
 
 def _replica(ws: Workspace, seed: int) -> Workspace:

@@ -32,8 +32,9 @@ def architectures(df: pd.DataFrame) -> tuple[list[str], str]:
 
 
 def best_or_top(df: pd.DataFrame, arch: str) -> tuple[bool, pd.Series]:
-    """(True, the best cell with precision and recall >= 90 %) when one exists, else (False, the cell
-    with the best F1) among the models of `arch`."""
+    """(True, the best cell whose precision and recall 95 % interval lower bounds are >= 90 %:
+    core.analysis.grid.at_bar) when one exists, else (False, the cell with the best F1) among the
+    models of `arch`."""
     from core.analysis.grid import best_cell
 
     sub = df[df["arch"] == arch]
@@ -41,6 +42,31 @@ def best_or_top(df: pd.DataFrame, arch: str) -> tuple[bool, pd.Series]:
     if best is not None:
         return True, best
     return False, sub.sort_values("f1", ascending=False).iloc[0]
+
+
+def headline(reached: bool, cell: pd.Series) -> str:
+    """What the page says about the grid's headline cell: point estimates with their intervals and
+    the test data behind them; the 90 % claim made on the lower bounds."""
+    from core.analysis.grid import ci_text
+
+    n_spk = cell["n_test_speakers"]
+    behind = f"{int(cell['n_test_segments'])} test segments" + (
+        f" from {int(n_spk)} test speakers"
+        if not pd.isna(n_spk)
+        else " (no speaker column: segments resampled)"
+    )
+    scores = (
+        f"(precision {ci_text(cell['precision'], cell['precision_lo'], cell['precision_hi'])}%, "
+        f"recall {ci_text(cell['recall'], cell['recall_lo'], cell['recall_hi'])}%; 95% CI, {behind})"
+    )
+    where = (
+        f"**{cell['model']}**, latent {int(cell['latent'])} "
+        if reached
+        else f"{cell['model']} latent {int(cell['latent'])} "
+    )
+    if reached:
+        return f"Best cell whose precision and recall lower bounds (95% CI) are >= 90%: {where}{scores}."
+    return f"No cell's precision and recall lower bounds (95% CI) reach 90%; best F1: {where}{scores}."
 
 
 def cell_options(df: pd.DataFrame) -> dict[str, tuple[str, int]]:

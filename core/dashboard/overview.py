@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.sae.catalog import list_models
+from core.errors import VoxSAEError
+from core.sae.catalog import list_models, read_cfg
 
 MODEL_COLUMNS = [
     "model",
@@ -17,12 +18,27 @@ MODEL_COLUMNS = [
     "explained_variance",
     "l0",
     "dead_pct",
+    "pool",
 ]
+
+
+def pool_text(model_dir) -> str:
+    """The workspaces whose rows joined the model's training rows (`train --pool`), as
+    'demo (1,024 rows, fingerprint 1a2b3c4d)'; '' for a model trained on its workspace alone."""
+    try:
+        pool = read_cfg(model_dir)["voxsae"].get("pool") or []
+    except VoxSAEError:
+        return ""
+    return ", ".join(
+        f"{p.get('name')} ({int(p.get('n_rows', 0)):,} rows, fingerprint {str(p.get('fingerprint', ''))[:8]})"
+        for p in pool
+        if isinstance(p, dict)
+    )
 
 
 def models_table(ws) -> pd.DataFrame:
     """One row per model: name, arch, d_sae, k, training rows (segments, windows or both: `train
-    --rows`), nmse, explained_variance, l0, dead %."""
+    --rows`), nmse, explained_variance, l0, dead %, pool (`train --pool`)."""
     rows = []
     for m in list_models(ws):
         met = m.metrics
@@ -38,6 +54,7 @@ def models_table(ws) -> pd.DataFrame:
                 "explained_variance": _num(met.get("explained_variance")),
                 "l0": _num(met.get("l0")),
                 "dead_pct": None if dead is None else 100.0 * float(dead),
+                "pool": pool_text(m.path),
             }
         )
     return pd.DataFrame(rows, columns=MODEL_COLUMNS)

@@ -7,7 +7,8 @@
     get_model(ws, name)      -> ModelInfo (NotFoundError lists the names; InputError says why an
                                 unusable one cannot be used)
     open_model(ws, name)     -> the loaded SAE (checked against the workspace's dim)
-    model_version(path)      -> the model's version stamp: the SHA-256 of its weights file
+    model_version(path)      -> the model's version stamp: the SHA-256 of its weights file (and of
+                                its pool, when trained with `train --pool`)
 
 Training, the analyses and the dashboard all find models here; every cache of a model's outputs
 is keyed on `ModelInfo.version`, so a retrained model never reads an old result. Listing needs no
@@ -157,7 +158,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def model_version(model_dir: str | os.PathLike, cfg: dict | None = None) -> str:
-    """The weights' SHA-256 (16 hex digits), hashed from the weights file itself. Given `cfg`
+    """The weights' SHA-256 (16 hex digits), hashed from the weights file itself (with the pool's
+    names and fingerprints when cfg.json records one, `train --pool`). Given `cfg`
     (cfg.json), InputError when the file is missing or does not match the hash recorded there
     (truncated, corrupt, or another model's)."""
     weights = Path(model_dir) / SAE_WEIGHTS_SAFETENSORS
@@ -169,6 +171,10 @@ def model_version(model_dir: str | os.PathLike, cfg: dict | None = None) -> str:
         raise InputError(
             f"{weights}: weights do not match cfg.json (truncated, corrupt or from another model)"
         )
+    pool = ((cfg or {}).get("voxsae") or {}).get("pool")
+    if pool:  # trained with other workspaces' rows (train --pool): their names and content key it too
+        ids = json.dumps([[p.get("name"), p.get("fingerprint")] for p in pool if isinstance(p, dict)])
+        return hashlib.sha256(f"{actual}\n{ids}".encode()).hexdigest()[:16]
     return actual[:16]
 
 

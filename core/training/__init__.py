@@ -5,7 +5,8 @@ the data, resumable after a crash.
 tensors: stacks, validation, early stop, stopping a model whose loss or weights turn non-finite;
 no files), `state` (the resumable state file), `memory` (a grid's memory need, estimated before
 anything is allocated), `grid` (the grid from the architecture registry, a workspace's training
-rows, the model cache, `train_grid` and the `train` command).
+rows, the model cache, `train_grid` and the `train` command), `pool` (`train --pool`: other
+workspaces' training rows, checked and keyed).
 
 May import: core.sae, core.workspace (only to read the training rows), and the base modules
 core.constants, core.errors, core.atomic.

@@ -89,6 +89,11 @@ class TrainConfig:
     its rows, so no window of a validation segment is trained on. Identification, the grid,
     splitting and steering stay on whole segments whatever this says."""
 
+    pool: tuple[str, ...] = ()
+    """Other workspaces (names or paths) whose `sae`-split rows join this workspace's training
+    rows (`--pool`, core.training.pool); each must share its embedder and dimension. Their names
+    and fingerprints enter the models' key (only when a pool is given)."""
+
     def __post_init__(self) -> None:
         for name, minimum, strict in (
             ("lr", 0.0, True),
@@ -114,7 +119,7 @@ class TrainConfig:
 
     def key_fields(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("archs", "latents", "ks", "device", "sae_options"):
+        for k in ("archs", "latents", "ks", "device", "sae_options", "pool"):  # pool: keyed by fingerprint
             d.pop(k)
         if d["rows"] == DEFAULT_ROWS:  # the keys of models trained before `rows` existed stay valid
             d.pop("rows")

@@ -4,13 +4,15 @@
                          [--epochs N] [--device cuda] [--batch-size B] [--lr LR] [--seed S]
                          [--rows segments|windows|both]
                          [--l0-coefficient C ...]  (each architecture option, see core.sae.base)
+                         [--pool W2[,W3...]]  (add their sae-split rows: core.training.pool)
 
 * Trains on the workspace rows whose `split` is 'sae' when that column exists (else all rows);
   `val_fraction` of them (seeded) is held out for early stopping and metrics. `--rows` chooses
   what the SAEs see of those segments (TrainConfig.rows): their embeddings (default), their
   window embeddings (windows.npy), or both; the split is drawn over segments first, so a
   validation segment's windows are never trained on. A workspace without windows refuses
-  `--rows windows|both` saying how to get them.
+  `--rows windows|both` saying how to get them. `--pool W2,W3` appends the training rows of
+  those workspaces (same embedder and dim; core.training.pool), split and expanded the same way.
 * The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
   x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
 * Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
@@ -53,6 +55,7 @@ from core.sae.catalog import list_models, read_cfg
 from core.sae.checkpoint import save_sae
 from core.sae.stack import SAEStack
 from core.training import memory
+from core.training import pool as pooling
 from core.training import state as state_file
 from core.training.config import ROW_KINDS, TrainConfig, TrainResult, flag_of, option_flag
 from core.training.trainer import (
@@ -95,6 +98,7 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
         raise InputError(
             f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
         )
+    pool = pooling.pool_key(pooling.resolve_pool(ws, cfg.pool)) if cfg.pool else None
     specs = []
     for arch in dict.fromkeys(cfg.archs):  # a value given twice (--latents 8,8) is one model
         impl = ARCHITECTURES[arch]
@@ -115,9 +119,8 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
                     )
                 except InputError as exc:
                     raise InputError(f"{name}: {exc}") from None
-                key = _hash(
-                    {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
-                )
+                what = {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
+                key = _hash(what if pool is None else {**what, "pool": pool})  # alone: keys as before
                 specs.append(_Spec(name, sae_cfg, key))
     if not specs:
         raise InputError("the grid is empty (no architectures, latents or K values)")
@@ -258,8 +261,21 @@ def train_grid(
     state_path = ws.cache_dir / TRAINING_DIR / f"{run_key}-{TRAINING_STATE}"
 
     rows, data = load_training_data(ws)
-    tr_idx, va_idx = split_train_val(len(rows), cfg.val_fraction, cfg.seed)
-    train_rows, val_rows = training_arrays(ws, cfg.rows, rows, data, (tr_idx, va_idx))
+    pool = pooling.resolve_pool(ws, cfg.pool)
+    # the pool's training segments follow W's; the validation split is drawn over all of them, then
+    # each workspace's share is expanded to what the SAEs see of it (segments, windows or both)
+    sources = [(ws, rows, data), *((p, *load_training_data(p)) for p in pool)]
+    tr_idx, va_idx = split_train_val(sum(len(r) for _, r, _ in sources), cfg.val_fraction, cfg.seed)
+    train_parts, val_parts, offset = [], [], 0
+    for src, src_rows, src_data in sources:
+        n = len(src_rows)
+        local = tuple(idx[(idx >= offset) & (idx < offset + n)] - offset for idx in (tr_idx, va_idx))
+        t, v = training_arrays(src, cfg.rows, src_rows, src_data, local)
+        train_parts.append(t)
+        val_parts.append(v)
+        offset += n
+    record = pooling.pool_record(pool, [len(r) for _, r, _ in sources[1:]])
+    train_rows, val_rows = np.concatenate(train_parts), np.concatenate(val_parts)
     x_train = torch.from_numpy(train_rows).to(device)
     x_val = torch.from_numpy(val_rows).to(device)
     n_train = x_train.shape[0]
@@ -299,7 +315,7 @@ def train_grid(
             sae,
             ws.models_dir / name,
             metrics=metrics,
-            info=_info(ws, by_name[name], cfg, n_train, len(val_rows)),
+            info=_info(ws, by_name[name], cfg, n_train, len(val_rows), record),
         )
 
     def on_checkpoint(groups: list[NamedStack], run: RunState) -> None:
@@ -363,8 +379,9 @@ def _new_stacks(
     return out
 
 
-def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int) -> dict:
+def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int, pool: list) -> dict:
     return {
+        **({"pool": pool} if pool else {}),
         "name": spec.name,
         "workspace": ws.name,
         "fingerprint": ws.fingerprint,
@@ -446,6 +463,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--checkpoint-every", help="seconds between training-state checkpoints (default 60)")
+    parser.add_argument(
+        "--pool", help="W2[,W3...]: also train on these workspaces' sae-split rows (same embedder and dim)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -465,6 +485,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         sae_options={n: v for n, v in options.items() if v is not None},
         **({"rows": args.rows.strip()} if args.rows is not None else {}),
+        pool=pooling.parse_pool(args.pool),
         **{name: v for name, v in given.items() if v is not None},
     )
     if threads is not None:

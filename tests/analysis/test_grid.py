@@ -20,8 +20,11 @@ def test_grid_table_stored_and_charted(ws):
     table = grid_table(df, "recall")
     assert list(table.columns) == ["k2"] and list(table.index) == [6, 16]
     assert table.loc[6, "k2"] == pytest.approx(100 * df.loc[df["d_sae"] == 6, "recall"].iloc[0], abs=0.05)
-    cell = best_cell(df, 0.8, 0.9)
+    # the bar is judged on the lower bounds: a bar at the small cell's lower bounds picks it
+    small = df[df["d_sae"] == 6].iloc[0]
+    cell = best_cell(df, small["precision_lo"], small["recall_lo"])
     assert cell is not None and cell["d_sae"] == 6
+    assert best_cell(df, df["precision_lo"].max() + 1e-9, 0.0) is None
     chart = grid_chart(df)
     assert isinstance(chart, alt.HConcatChart)
     spec = chart.to_dict()

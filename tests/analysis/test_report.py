@@ -44,11 +44,24 @@ def test_analyze_is_cached_and_report_is_written(ws, capsys):
     report = json.loads((ws.analyses_dir / REPORT_JSON).read_text())
     assert report == load_report(ws)
     claims = {c["claim"]: c for c in report["claims"]}
-    assert claims["a music latent with precision and recall >= 90% in some grid cell"]["holds"]
+    music = claims[
+        "a music latent with precision and recall >= 90% (lower bounds of the 95% CIs) in some grid cell"
+    ]
+    assert music["holds"] and "test speakers" in music["detail"]
     assert claims["steering flips the sign of mean delta_s for both classes (language)"]["holds"]
     assert claims["the language feature splits by gender at some latent size"]["holds"]
     lang = report["features"][0]
     assert lang["dataset"]["table"] and lang["grid"]["recall"]
+    # the grid section gives every cell's interval and the test data behind it
+    cells = {c["model"]: c for c in lang["grid"]["intervals"]}
+    for m in lang["identification"]["models"]:
+        p = cells[m["model"]]["precision [95% CI]"]
+        assert p.startswith(f"{100 * m['precision']:.1f} [{100 * m['precision_lo']:.1f}, ")
+        assert cells[m["model"]]["test speakers"] == m["n_test_speakers"] > 0
+    assert lang["grid"]["cells_at_bar"] == sum(
+        m["precision_lo"] >= 0.9 and m["recall_lo"] >= 0.9 for m in lang["identification"]["models"]
+    )
+    assert "95% intervals (bootstrap over test speakers)" in page
     assert "latent" in lang["identification"]["reading"]
 
 

@@ -53,7 +53,9 @@ def test_seed_zero_reuses_the_workspace_models_and_seed_one_trains_a_replica(spr
 def test_every_figure_has_both_seeds_and_the_spread_is_real(spread_ws):
     _, out = spread_ws
     names = {r["figure"] for r in out["figures"]}
-    assert {"es: grid cells >= 90/90", "music: grid cells >= 90/90", "es: focus cell recall"} <= names
+    at_bar = "grid cells >= 90/90 (95% CI lower bounds)"
+    assert {f"es: {at_bar}", f"music: {at_bar}", "es: focus cell recall"} <= names
+    assert "es: best cell min(precision, recall) 95% CI lower bound" in names
     for row in out["figures"]:
         vals = list(row["values"].values())
         assert row["n"] == 2 and row["mean"] == pytest.approx(np.mean(vals))

@@ -18,9 +18,20 @@ def test_attribute_counts_from_the_summary():
 def test_nmse_by_k_drops_models_without_either():
     table = pd.DataFrame(
         [
-            ["topk-L16-K4", "topk", 16, 4, "segments", 0.2, 0.8, 4.0, 0.0],
-            ["relu-L16", "relu", 16, None, "windows", 0.3, 0.7, 9.0, 1.0],
-            ["topk-L32-K4", "topk", 32, 4, "both", None, None, None, None],
+            ["topk-L16-K4", "topk", 16, 4, "segments", 0.2, 0.8, 4.0, 0.0, ""],
+            ["relu-L16", "relu", 16, None, "windows", 0.3, 0.7, 9.0, 1.0, ""],
+            [
+                "topk-L32-K4",
+                "topk",
+                32,
+                4,
+                "both",
+                None,
+                None,
+                None,
+                None,
+                "demo (900 rows, fingerprint 1a2b3c4d)",
+            ],
         ],
         columns=MODEL_COLUMNS,
     )

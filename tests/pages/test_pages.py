@@ -131,6 +131,12 @@ def test_grid_page_and_opening_a_cell(ws):
 
     spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     assert "precision_cell" in json.dumps(spec)  # the click selection is wired
+    assert "95% CI" in json.dumps(spec)  # the tooltip field
+    headline = [m.value for m in [*at.success, *at.warning]]
+    assert len(headline) == 1 and "lower bounds (95% CI)" in headline[0] and "test speakers" in headline[0]
+    intervals = next(d.value for d in at.dataframe if "precision [95% CI]" in d.value.columns)
+    assert "topk-L16-K2" in set(intervals["model"]) and len(intervals) == len(set(intervals["model"]))
+    assert (intervals["test speakers"] > 0).all()
     pick = at.selectbox[-1]
     option = next(o for o in pick.options if o.startswith("topk-L16-K2"))
     pick.select(option).run()
