@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from conftest import make_segments
+from sae_synth import segments_for
 
 from core.sae import SAEConfig, create_sae
 from core.sae.checkpoint import save_sae
@@ -33,9 +33,8 @@ MODEL = "topk-L6-K2"
 
 def pitch_rows(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    seg = make_segments(n, seed=seed)
+    seg = segments_for(n, split=list(np.where(np.arange(n) % 20 < 10, "feature", "sae")))
     seg["speaker"] = [f"spk{i % 20}" for i in range(n)]
-    seg["split"] = np.where(np.arange(n) % 20 < 10, "feature", "sae")
     seg["language"] = np.where(np.arange(n) % 2 == 0, "es", "en")
     seg["level"] = np.full(n, 3.0)
     seg["f0_median_hz"] = rng.uniform(BANDS[0][0], BANDS[-1][1], n)
