@@ -27,6 +27,7 @@ has no F0). Per latent, vectorised over latents on the sparse codes of the activ
     res.binning, res.binning_latents                          # the verdict, its latents by range
     load_continuous(ws, model, attribute)                     # stored result, None when absent/stale
     analysed_attributes(ws, attribute=None)                   # the attributes a run covers
+    continuous_chart(res, activation_points(ws, res))         # the figure (Altair)
 
 Stored in the one result store (analyses/continuous/<model>~<attribute>.json), keyed on the
 model's weights, the workspace content, a hash of the attribute's values on the analysed rows and
@@ -589,6 +590,95 @@ def run_all(ws, *, attribute=None, model=None, model_workspace=None, force=False
         for r in refs
         for a in usable
     ]
+
+
+# -- the figure ------------------------------------------------------------------------------------
+CHART_LATENTS = 6
+"""Latents drawn in the figure (the binning latents first, then the best mi)."""
+CHART_POINTS = 4000
+"""Most points drawn per figure (a seeded sample beyond it, so an HTML report stays small)."""
+
+
+def activation_points(
+    ws, res: ContinuousResult, *, model_workspace=None, n_latents: int = CHART_LATENTS
+) -> pd.DataFrame:
+    """segment_id, the attribute value, latent, activation: every analysed row where one of the
+    figure's latents (ContinuousResult.top) fires, at most CHART_POINTS of them."""
+    from core.analysis.models import find_model
+
+    store = _store(ws, model_workspace)
+    ref = find_model(store.ws, res.model, store.model_ws)
+    rows, values, _ = attribute_values(store.ws, res.attribute)
+    shown = [int(j) for j in res.top(n_latents)["latent"]]
+    r, c, v = activations(store.ws, ref, rows)
+    keep = np.isin(c, shown)
+    r, c, v = r[keep], c[keep], v[keep]
+    if len(r) > CHART_POINTS:
+        pick = np.sort(np.random.default_rng(0).choice(len(r), CHART_POINTS, replace=False))
+        r, c, v = r[pick], c[pick], v[pick]
+    ids = store.ws.segments["segment_id"].astype(str).to_numpy()
+    return pd.DataFrame(
+        {
+            "segment_id": ids[rows[r]],
+            "value": values[r],
+            "latent": c.astype(int),
+            "activation": v.astype(float),
+        }
+    )
+
+
+def continuous_chart(res: ContinuousResult, points: pd.DataFrame):
+    """Altair: activation against the attribute for the figure's latents, one colour each, with
+    each latent's 80 % range as a band above the points, ordered along the attribute (the bins,
+    if any, show as ordered bands)."""
+    import altair as alt
+
+    lat = res.top(CHART_LATENTS)
+    order = [str(int(j)) for j in lat.sort_values(["range_lo", "range_hi"])["latent"]]
+    pts = points.assign(latent=points["latent"].astype(int).astype(str))
+    bands = lat.assign(
+        latent=lat["latent"].astype(int).astype(str),
+        binning=lat["latent"].isin(res.binning_latents).map({True: "binning latent", False: "other"}),
+    )[["latent", "range_lo", "range_hi", "mass_in_range", "mi", "binning"]]
+    color = alt.Color("latent:N", sort=order, title="latent")
+    x_title = res.attribute
+    scatter = (
+        alt.Chart(pts)
+        .mark_circle(size=14, opacity=0.5)
+        .encode(
+            x=alt.X("value:Q", title=x_title, scale=alt.Scale(zero=False)),
+            y=alt.Y("activation:Q", title="activation"),
+            color=color,
+            tooltip=[
+                "segment_id",
+                "latent",
+                alt.Tooltip("value:Q", format=".4g"),
+                alt.Tooltip("activation:Q", format=".3f"),
+            ],
+        )
+        .properties(width=640, height=260)
+    )
+    ranges = (
+        alt.Chart(bands)
+        .mark_bar(height=10)
+        .encode(
+            x=alt.X("range_lo:Q", title=x_title, scale=alt.Scale(zero=False)),
+            x2="range_hi:Q",
+            y=alt.Y("latent:N", sort=order, title="80 % range"),
+            color=color,
+            opacity=alt.condition("datum.binning == 'binning latent'", alt.value(1.0), alt.value(0.35)),
+            tooltip=[
+                "latent",
+                "range_lo",
+                "range_hi",
+                alt.Tooltip("mass_in_range:Q", format=".0%"),
+                alt.Tooltip("mi:Q", format=".3f"),
+            ],
+        )
+        .properties(width=640, height=18 * max(len(bands), 1))
+    )
+    title = f"{res.model}: {res.attribute} ({'binning' if res.binning else 'no binning'})"
+    return alt.vconcat(ranges, scatter, title=title).resolve_scale(x="shared", color="shared")
 
 
 # -- command ---------------------------------------------------------------------------------------
