@@ -681,6 +681,77 @@ def continuous_chart(res: ContinuousResult, points: pd.DataFrame):
     return alt.vconcat(ranges, scatter, title=title).resolve_scale(x="shared", color="shared")
 
 
+# -- the report's section ------------------------------------------------------------------------------
+QUESTION = "Continuous attributes: is there binning?"
+
+
+def report_attributes(ws: Workspace) -> list[str]:
+    """The attributes the report answers for: the measured ones present, else every continuous one."""
+    from core.constants import MEASURED_ATTRIBUTES
+
+    cont = ws.continuous_attributes()
+    return [a for a in MEASURED_ATTRIBUTES if a in cont] or cont
+
+
+def report_section(ws, focus: str, models: list[str]) -> tuple[dict | None, dict]:
+    """(the report's section: per attribute the focus model's verdict, top latents and how many of
+    `models` bin it; the figures by id), through the store. None when the workspace has no
+    continuous attribute; an attribute unusable on the analysed rows is listed with why."""
+    attrs = report_attributes(Workspace.of(ws))
+    if not attrs:
+        return None, {}
+    sec: dict = {"question": QUESTION, "model": focus, "attributes": [], "skipped": []}
+    charts: dict = {}
+    for a in attrs:
+        try:
+            res = continuous(ws, focus, a)
+            others = [res if m == focus else continuous(ws, m, a) for m in models]
+        except InputError as exc:
+            sec["skipped"].append(f"{a}: {exc}")
+            continue
+        binning = [r.model for r in others if r.binning]
+        top = res.top(5)
+        sec["attributes"].append(
+            {
+                "attribute": a,
+                "binning": res.binning,
+                "binning_latents": res.binning_latents,
+                "n_rows": res.n_rows,
+                "rows_from": res.rows_from,
+                "models_binning": binning,
+                "n_models": len(others),
+                "reading": f"{focus}: {res.verdict()}; binning holds in {len(binning)} of {len(others)} models",
+                "top": json.loads(
+                    top[
+                        [
+                            "latent",
+                            "n_active",
+                            "spearman",
+                            "spearman_active",
+                            "range_lo",
+                            "range_hi",
+                            "mass_in_range",
+                            "mi",
+                        ]
+                    ].to_json(orient="records")
+                ),
+            }
+        )
+        charts[f"continuous-{a}"] = continuous_chart(res, activation_points(ws, res))
+    done = sec["attributes"]
+    yes = [x["attribute"] for x in done if x["binning"]]
+    sec["answer"] = (
+        (
+            f"{focus} bins {', '.join(yes)} ({len(yes)} of {len(done)} attributes)"
+            if yes
+            else f"no binning in {focus} for any of {len(done)} attributes"
+        )
+        if done
+        else "no continuous attribute could be analysed"
+    )
+    return sec, charts
+
+
 # -- command ---------------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
     parser.add_argument("--workspace", required=True, help="workspace name or path")
