@@ -24,6 +24,7 @@ PAGE_SPECS = {
     "grid": ("Grid", ":material/grid_on:"),
     "splitting": ("Splitting", ":material/call_split:"),
     "steering": ("Steering", ":material/tune:"),
+    "continuous": ("Continuous", ":material/show_chart:"),
     "probe": ("Probe a clip", ":material/mic:"),
 }
 START = os.environ.get("VOXSAE_START_PAGE", "overview")

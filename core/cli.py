@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.analysis.seeds",
         "train and analyse the grid at several seeds: every report figure as mean and spread",
     ),
+    "continuous": (
+        "core.analysis.continuous",
+        "correlate latents with continuous attributes (pitch, rate, ...) and test for binning",
+    ),
     "universality": (
         "core.analysis.universality",
         "match the latents of two SAEs (seeds, sizes, embedders) by activation correlation",

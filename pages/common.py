@@ -56,6 +56,7 @@ PAGE_PARAMS = {
     "splitting": {"split_attr": str},
     "steering": {"steer_attr": str, "steer_model": str, "steer_latent": int, "steer_value": float},
     "probe": {"probe_segment": str},
+    "continuous": {"cont_attr": str},
 }
 ALL_PARAMS = {**GLOBAL_PARAMS, **{k: t for p in PAGE_PARAMS.values() for k, t in p.items()}}
 

@@ -2,7 +2,8 @@
 
 `datasets` (labelled feature sets, train/test split), `identification` (logistic regression ->
 top latent -> precision/recall), `grid` (the latent x K precision/recall tables), `splitting`,
-`steering` (Eqs. 1-3), `suggestions`, `universality` (the latents of two SAEs matched by activation
+`steering` (Eqs. 1-3), `suggestions`, `continuous` (latents against continuous attributes: Spearman
+and the binning test), `universality` (the latents of two SAEs matched by activation
 correlation), `analyze` (the default set), `report` (HTML), and `models` (how analyses reach SAEs).
 
 May import: core.sae, core.workspace, core.constants, core.errors, core.atomic. Never

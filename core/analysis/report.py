@@ -2,7 +2,9 @@
 
 The paper's figures and tables regenerated on this workspace, each with a one-line reading:
 Tables I-II (the feature datasets), Figs. 2-3 (precision/recall grid), Fig. 4 (feature splitting),
-Tables III-IV and Figs. 5-6 (steering), label suggestions, and a check of the paper's claims.
+Tables III-IV and Figs. 5-6 (steering), label suggestions, paper V-D's open question ("Continuous
+attributes: is there binning?", core.analysis.continuous: a figure per measured attribute for the
+suggestions' model, and how many models bin it), and a check of the paper's claims.
 
 The HTML is self-contained and works offline: charts are inline SVG rendered with vl-convert
 (when installed), every chart's Vega-Lite spec is embedded as JSON, and every figure also has a
@@ -259,6 +261,12 @@ def build_report(
                     f"(F1 {top.iloc[0]['f1']:.2f})"
                 ),
             }
+    if sugg_model:  # paper V-D's open question, on the same model
+        from core.analysis.continuous import report_section
+
+        sec, figs = report_section(ws, sugg_model, [m["name"] for m in manifest["models"]])
+        if sec is not None:
+            report["continuous"], charts = sec, {**charts, **figs}
     report["claims"] = claims(report)
     uni_model = paper or sugg_model
     if uni_model:
@@ -556,6 +564,8 @@ def render_html(report: dict, charts: dict) -> str:
                 s["top"], ["latent", "attribute", "value", "precision", "recall", "f1", "n_active"], fmt=pct
             )
         )
+    if "continuous" in report:
+        parts.append(_continuous_html(report["continuous"], charts))
     if report["skipped"]:
         parts.append(
             "<h2>Not analysed</h2><ul>"
@@ -563,6 +573,21 @@ def render_html(report: dict, charts: dict) -> str:
             + "</ul>"
         )
     parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _continuous_html(sec: dict, charts: dict) -> str:
+    """Paper V-D's question: per attribute the verdict, the figure and the top latents."""
+    f3 = lambda v: f"{v:+.3f}"  # noqa: E731
+    parts = [f"<h2>{html.escape(sec['question'])}</h2>" + _reading(sec["answer"])]
+    for n, a in enumerate(sec["attributes"]):
+        parts.append(f"<h3>{html.escape(a['attribute'])}</h3>" + _reading(a["reading"]))
+        if f"continuous-{a['attribute']}" in charts:
+            parts.append(_chart_html(f"continuous-{n}", charts[f"continuous-{a['attribute']}"]))
+        fmt = {"spearman": f3, "spearman_active": f3, "mass_in_range": _pct, "mi": lambda v: f"{v:.3f}"}
+        parts.append(_table(a["top"], fmt={**fmt, "range_lo": "{:.4g}".format, "range_hi": "{:.4g}".format}))
+    if sec["skipped"]:
+        parts.append("<p><em>" + html.escape("; ".join(sec["skipped"])) + "</em></p>")
     return "\n".join(parts)
 
 
@@ -604,6 +629,10 @@ def main(args) -> int:
             print(f"  splitting: {f['splitting']['reading']}")
         if "steering" in f:
             print(f"  steering: {f['steering']['reading']}")
+    if "continuous" in report:
+        print(f"{report['continuous']['question']} {report['continuous']['answer']}")
+        for a in report["continuous"]["attributes"]:
+            print(f"  {a['attribute']}: {a['reading']}")
     for c in report["claims"]:
         print(f"[{'n/a' if c['holds'] is None else ('yes' if c['holds'] else 'NO ')}] {c['claim']}")
     if "universality" in report:

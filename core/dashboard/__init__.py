@@ -14,6 +14,8 @@ What the pages show, one module per concern:
 - `steering_view`: the steering session, signed slider, chosen samples, chart frames and tables.
 - `labeling_view`: label suggestions, history and label tables.
 - `probe`: embedding a clip, its active latents and nearest catalogue segments.
+- `continuous_view`: a model's `continuous` result for one attribute, its figure and its
+  top-latents table with links.
 - `universality_view`: a latent's matches in the other SAEs it was compared with (stored
   `universality` results), for the latent page.
 
