@@ -8,10 +8,9 @@ its `segment_id` column names them when present (otherwise seg000000, seg000001,
 segment attribute (a column whose values are all numbers is stored as numbers, a continuous
 attribute: metadata.numeric_columns). Every bad input is one InputError naming the file (and
 row) at fault: a file that is not a .npy at all (text, an .npz archive) is told apart from a
-pickled one, a header that
-declares more data than the file holds is refused before anything is allocated, and only real
-numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
-float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
+pickled one, a header that declares more data than the file holds is refused before anything is
+allocated, and only real numbers are taken (complex, bool, text, objects, structured, (N, 0)
+arrays and values beyond float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
 negative, and end_s not before start_s. The workspace folder is checked before anything is read
 (workspace.check_target): an existing folder that is not a workspace is refused, replacing a
 workspace (a damaged one too) is announced.
