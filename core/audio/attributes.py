@@ -53,9 +53,9 @@ FMIN_HZ, FMAX_HZ = 60.0, 450.0
 """F0 search range: from deep male voices (below the telephone band) to high female ones."""
 YIN_THRESHOLD = 0.15
 """A dip of the normalised difference under this is taken as the period (the first one)."""
-VOICING_THRESHOLD = 0.45
+VOICING_THRESHOLD = 0.50
 """A frame is voiced when its aperiodicity (the normalised difference at its period) is under this
-(telephone speech is far from perfectly periodic: 0.3 leaves out half of a male voice's vowels)."""
+(telephone speech is far from periodic: at 0.3 half of a low male voice's vowels read unvoiced)."""
 OCTAVE_ERROR = 0.75
 """F0 statistics leave out voiced frames more than this many octaves from the voiced median: YIN's
 octave errors (a period halved where the band-limited second harmonic dominates, or doubled)."""
