@@ -91,7 +91,9 @@ def _through_the_line(audio: np.ndarray, noise_db: float, rng) -> np.ndarray:
     return resample(resample(phone, SAMPLE_RATE, ca.STORE_RATE), ca.STORE_RATE, SAMPLE_RATE)
 
 
-@pytest.mark.parametrize(("accent", "variant"), [("en-us", "m3"), ("en-us", "f3"), ("es", "m1"), ("es", "f1")])
+@pytest.mark.parametrize(
+    ("accent", "variant"), [("en-us", "m3"), ("en-us", "f3"), ("es", "m1"), ("es", "f1")]
+)
 def test_measured_f0_and_rate_follow_espeak_pitch_and_rate(accent, variant):
     """One voice variant at a time: a variant shifts the pitch espeak starts from (f3 at pitch 25
     is higher than m3 at 75), so across variants espeak's pitch is not the F0 order. No audio

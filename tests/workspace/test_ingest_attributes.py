@@ -65,6 +65,10 @@ def test_ingest_stores_the_measured_columns_as_measured_on_the_embedded_audio(fo
     assert f0["low.wav"] == pytest.approx(100.0, rel=0.1)
     assert f0["high.wav"] == pytest.approx(230.0, rel=0.1)
     assert (seg["voiced_fraction"] > 0.3).all() and (seg["speech_rate"] > 0).all()
+    # 3 segments: every measured column has <= 20 values, yet none is counted as a category
+    counted = ws.summary()
+    assert counted["speakers"] == 2 and counted["note"] == {"a": 2, "b": 1}
+    assert not {*MEASURED_ATTRIBUTES, "age", "score"} & set(counted)
 
 
 def test_numeric_metadata_columns_are_numbers_and_labels_stay_text(folder):
