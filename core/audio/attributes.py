@@ -8,14 +8,16 @@ Columns (core.constants.MEASURED_ATTRIBUTES, all float64):
   f0_range_hz      95th minus 5th percentile of the voiced frames' F0 (Hz)
   loudness_dbfs    RMS level of the non-silent frames (dB re a full-scale RMS of 1.0)
   speech_rate      syllable nuclei per second of speech (pauses of PAUSE_S or longer left out)
-  snr_db           loud-frame power (SNR_SPEECH_PCT percentile, less the floor) over the noise
-                   floor (SNR_NOISE_PCT percentile of the frame powers), in dB
+  snr_db           loud-frame power (SNR_SPEECH_PCT percentile of the frame powers) over the
+                   noise floor (their SNR_NOISE_PCT percentile), in dB: 0 or more; a sound with
+                   no pauses to show its floor (a steady tone, noise) reads near 0
   voiced_fraction  share of the segment's frames that are voiced (0-1)
 
 NaN where a value is undefined: F0 median and range when no frame is voiced (silence, noise, most
 unpitched sounds), loudness, rate and SNR when no frame rises above digital silence, everything
 for a segment shorter than one analysis frame. Frames quieter than MIN_POWER_DB count as digital
 silence: the SNR of a segment whose pauses are exact zeros reads as its level above that floor.
+The segment's mean (a DC offset) is removed first, and samples that are not finite count as 0.
 
 Pitch is YIN (de Cheveigné & Kawahara 2002), vectorised over frames with numpy: the difference
 function through one FFT per frame, the cumulative mean normalised difference, the first dip
@@ -23,9 +25,10 @@ under YIN_THRESHOLD (parabolic interpolation), and a frame is voiced when that d
 aperiodicity is under VOICING_THRESHOLD and the frame is within SPEECH_RANGE_DB of the loud
 frames. It runs at 8 kHz on FMIN_HZ-FMAX_HZ: audio through the telephone channel (300-3400 Hz)
 has lost a male voice's fundamental (~100 Hz), but the harmonics above 300 Hz still repeat at
-the fundamental's period, which is what YIN finds. Speaking rate counts peaks of a smoothed
-300-2000 Hz energy envelope (where vowels are loud) that are voiced, at least RATE_PROMINENCE_DB
-above the dips around them, within SPEECH_RANGE_DB of the loud frames, and RATE_MIN_GAP_S apart.
+the fundamental's period, which is what YIN finds. The F0 median and range leave out voiced
+frames more than OCTAVE_ERROR octaves from the voiced median (YIN's octave errors). Speaking
+rate counts peaks of a smoothed 300-2000 Hz energy envelope (where vowels are loud) that are
+voiced frames, at least RATE_PROMINENCE_DB above the dips around them and RATE_MIN_GAP_S apart.
 Everything per frame is numpy over frames; the only Python loop is over segments.
 """
 
@@ -147,14 +150,13 @@ def _pause_frames(silent: np.ndarray, min_frames: int) -> np.ndarray:
     return np.cumsum(marks[:-1]) > 0
 
 
-def _percentile_power_db(db: np.ndarray, pct: float) -> float:
-    return float(10 ** (np.percentile(db, pct) / 10))
-
-
 def measure_segment(audio: np.ndarray, sr: int) -> dict[str, float]:
     """The MEASURED_ATTRIBUTES of one mono segment at sr (see the module docstring)."""
     out = dict.fromkeys(MEASURED_ATTRIBUTES, float("nan"))
     wide = np.asarray(audio, dtype=np.float32).ravel()
+    wide = np.where(np.isfinite(wide), wide, np.float32(0.0))
+    if wide.size:  # a DC offset is no sound: YIN would call a constant perfectly periodic
+        wide = wide - np.float32(wide.mean())
     x = soxr.resample(wide, sr, ANALYSIS_RATE) if sr != ANALYSIS_RATE else wide
     f0, aperiodicity, win = _yin(x, ANALYSIS_RATE)
     n = f0.size
@@ -178,9 +180,7 @@ def measure_segment(audio: np.ndarray, sr: int) -> dict[str, float]:
         lo, hi = np.percentile(f0v, [5, 95])
         out["f0_range_hz"] = float(hi - lo)
     out["loudness_dbfs"] = float(10 * np.log10(np.mean(10 ** (db[non_silent] / 10))))
-    noise = _percentile_power_db(db, SNR_NOISE_PCT)
-    speech = _percentile_power_db(db, SNR_SPEECH_PCT)
-    out["snr_db"] = float(10 * np.log10(max(speech - noise, noise * 1e-3) / noise))
+    out["snr_db"] = float(np.percentile(db, SNR_SPEECH_PCT) - np.percentile(db, SNR_NOISE_PCT))
     # speaking rate: voiced peaks of the smoothed vowel-band envelope per second of speech
     sos = scipy.signal.butter(2, RATE_BAND_HZ, btype="bandpass", fs=ANALYSIS_RATE, output="sos")
     band_db = _frame_power_db(scipy.signal.sosfilt(sos, x), win, int(round(HOP_S * ANALYSIS_RATE)), n)

@@ -121,6 +121,27 @@ def test_silence_and_noise_have_no_f0():
     assert noise["speech_rate"] < 0.5
 
 
+def test_a_dc_offset_is_no_sound_and_changes_nothing():
+    tone = harmonic(150)
+    plain, offset, constant = measure_segments(
+        [tone, tone + 0.3, np.full(4 * SR, 0.3, np.float32)], SR
+    ).to_dict("records")
+    assert offset == pytest.approx(plain, rel=1e-3, abs=1e-3)
+    assert np.isnan(constant["f0_median_hz"]) and np.isnan(constant["loudness_dbfs"])
+    assert constant["voiced_fraction"] == 0.0
+
+
+def test_samples_that_are_not_finite_count_as_silence(recwarn):
+    tone = harmonic(150)
+    broken = tone.copy()
+    broken[1000:1100] = np.nan
+    broken[5000] = np.inf
+    row = measure_segment(broken, SR)
+    assert row["f0_median_hz"] == pytest.approx(150.0, rel=0.02)
+    assert all(np.isfinite(v) for v in row.values())
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_a_segment_shorter_than_one_frame_is_all_nan():
     row = measure_segment(harmonic(150, seconds=0.01), SR)
     assert all(np.isnan(row[c]) for c in MEASURED_ATTRIBUTES)
