@@ -18,11 +18,11 @@ Unreadable, corrupt, silent or vanished files, symlink loops and files whose nam
 UTF-8 (shown with \\xNN escapes) are skipped and listed in the summary (and in
 provenance['skipped']); one bad file never stops the rest of the folder. A metadata `file` that
 is not found, but differs from a file in its folder only in letter case or Unicode normalisation,
-is named in the error. Per-file results are cached under ws.cache_dir/ingest keyed by (file
-content, embedder, checkpoint content, segmentation settings, telephony, attributes version):
-re-running on the same
-folder recomputes nothing, a changed file re-embeds only that file, and a run killed midway
-resumes from what it had cached. Ingests into one workspace may run at once: each holds a shared
+is named in the error. Per-file results (segments, embeddings, measured attributes) are cached
+under ws.cache_dir/ingest keyed by (file content, embedder, checkpoint content, segmentation
+settings, telephony, attributes version): re-running on the same folder recomputes nothing, a
+changed file re-embeds only that file, a changed measurement re-measures (and re-embeds) every
+file, and a run killed midway resumes from what it had cached. Ingests into one workspace may run at once: each holds a shared
 lock on the cache folder, and only one that finds itself alone removes stale entries and the
 temporary files of killed runs.
 """
