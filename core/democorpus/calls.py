@@ -59,10 +59,10 @@ SPANISH_RATE, ACCENTED_RATE, ENGLISH_RATE = (215, 10), (190, 10), (155, 10)
 SPANISH_RANGE, ENGLISH_RANGE = (65, 95), (15, 45)
 """espeak-ng pitch range (0-100) drawn uniformly: Spanish intonation moves more."""
 TURN_MIN_S, TURN_MAX_S = 4.3, 7.7
+"""A speaker turn is made 4.3-7.7 s long where its sentences allow (one 4-8 s segment each)."""
 SYNTH_COLUMNS = ("synth_pitch", "synth_pitch_range", "synth_wpm", "synth_noise_db")
 """Synthesis parameters of each region and segment: espeak pitch (0-100), pitch range (0-100),
 words per minute, and the call's channel noise (dBFS)."""
-"""A speaker turn is made 4.3-7.7 s long where its sentences allow (one 4-8 s segment each)."""
 
 
 @dataclass(frozen=True)
