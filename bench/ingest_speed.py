@@ -1,16 +1,22 @@
-"""Segmentation + default embedding (resemblyzer) speed against real time.
+"""Segmentation + attribute measurement + default embedding (resemblyzer) speed against real time.
 
     .venv/bin/python bench/ingest_speed.py [--seconds 120] [--jobs 2]
 
 Builds ~2 minutes of synthetic call-like audio (voice-like turns of several speakers separated
 by silences), then times, in the same run:
   segmentation      find_nonsilent + 4-8 s cuts over all audio
+  attributes        core.audio.attributes.measure_segments over every segment (F0, loudness,
+                    rate, SNR, voicing; one process, as ingest runs it)
   embed 2x1         embed_segments(jobs=2): 2 worker processes x 1 torch thread (pool warmed first)
   baseline 1x2      one process, 2 torch threads (torch's default on 2 cores)
   baseline 1x1      one process, 1 torch thread
-and an end-to-end cold `ingest()` of the same audio written to disk (model load, decoding,
-hashing, workspace write included; ingest starts worker processes only for >= 600 s of audio). Prints x_realtime=R (audio seconds per second of
-segmentation + 2x1 embedding; target >= 50 on 2 cores) and the baselines.
+and end-to-end cold `ingest()` runs of the same audio written to disk (decoding, hashing,
+segmentation, attributes, embedding, workspace write; ingest starts worker processes only for
+>= 600 s of audio), after one warm-up run, once as shipped and once with the attribute
+measurement replaced by NaNs, so its share of ingest is measured in the same run. The last line is key=value pairs:
+x_realtime (audio seconds per second of segmentation + attributes + 2x1 embedding; target >= 50
+on 2 cores), attributes_x_realtime (segment seconds measured per second), ingest_x_realtime and
+ingest_no_attributes_x_realtime (cold end-to-end), the embedding baselines and the load average.
 """
 
 from __future__ import annotations
@@ -67,9 +73,11 @@ def main() -> int:
 
     import torch
 
+    from core.audio.attributes import measure_segments
     from core.audio.read import cut, save_wav
     from core.audio.segmentation import SegmentationConfig, segment_audio
     from core.embedders import MIN_POOL_AUDIO_S, embed_segments, get_embedder, shutdown_pool
+    from core.workspace import ingest as ingest_module
     from core.workspace.ingest import ingest
 
     calls = synthetic_calls(args.seconds)
@@ -92,6 +100,12 @@ def main() -> int:
     print(
         f"segmentation: {len(pieces)} segments ({seg_s:.1f} s of speech) in {t_seg:.3f} s "
         f"= {audio_s / t_seg:.0f}x real time"
+    )
+    measure_segments(pieces[:2], SAMPLE_RATE)  # scipy.fft plans, soxr: warm-up
+    measured, t_attr = timed(lambda: measure_segments(pieces, SAMPLE_RATE))
+    print(
+        f"attributes: {len(measured)} segments in {t_attr:.3f} s = {seg_s / t_attr:.0f}x real time "
+        f"({audio_s / t_attr:.0f}x of all audio)"
     )
 
     # warm the worker pool (process start + model load once per pool), then time the work
@@ -117,7 +131,7 @@ def main() -> int:
     )
     assert np.abs(emb2 - emb_1x1).max() < 1e-4 and np.abs(emb2 - emb_1x2).max() < 1e-4
 
-    x_rt = audio_s / (t_seg + t_2x1)
+    x_rt = audio_s / (t_seg + t_attr + t_2x1)
     print(
         f"embedding {args.jobs}x1 (warm pool): {t_2x1:.2f} s = {audio_s / t_2x1:.0f}x real time "
         f"(pool start + model load: {t_pool:.2f} s, once)"
@@ -131,18 +145,33 @@ def main() -> int:
         for i, c in enumerate(calls):
             save_wav(root / f"call{i:03d}.wav", c)
         os.environ["VOXSAE_DATA"] = str(Path(tmp) / "data")
-        res, t_cold = timed(lambda: ingest(root, "bench", jobs=args.jobs, progress=False, device="cpu"))
-        _, t_cached = timed(lambda: ingest(root, "bench", jobs=args.jobs, progress=False, device="cpu"))
+
+        def cold(name: str):
+            return timed(lambda: ingest(root, name, jobs=args.jobs, progress=False, device="cpu"))
+
+        cold("bench-warm-up")  # first-call costs (imports, lazy model parts) go to neither timing
+        res, t_cold = cold("bench")
+        shipped = ingest_module.measure_segments
+        ingest_module.measure_segments = lambda audios, sr: measure_segments([], sr).reindex(
+            range(len(audios))
+        )
+        try:
+            _, t_cold_bare = cold("bench-no-attributes")  # its own workspace: its own cache
+        finally:
+            ingest_module.measure_segments = shipped
+        _, t_cached = cold("bench")
         shutdown_pool()
     print(
-        f"end-to-end ingest (cold: decode, hash, segment, embed, write; worker processes only from "
-        f"{MIN_POOL_AUDIO_S:.0f} s of audio): "
-        f"{t_cold:.2f} s = {audio_s / t_cold:.0f}x real time; re-run from cache {t_cached:.2f} s "
-        f"({res.segments} segments)"
+        f"end-to-end ingest (cold: decode, hash, segment, measure, embed, write; worker processes only "
+        f"from {MIN_POOL_AUDIO_S:.0f} s of audio): {t_cold:.2f} s = {audio_s / t_cold:.0f}x real time; "
+        f"without the attributes {t_cold_bare:.2f} s = {audio_s / t_cold_bare:.0f}x; "
+        f"re-run from cache {t_cached:.2f} s ({res.segments} segments)"
     )
     print(
-        f"x_realtime={x_rt:.1f}  (segmentation + {args.jobs}x1 embedding; baseline_1x2="
-        f"{audio_s / (t_seg + t_1x2):.1f} baseline_1x1={audio_s / (t_seg + t_1x1):.1f})"
+        f"x_realtime={x_rt:.1f} attributes_x_realtime={seg_s / t_attr:.0f} "
+        f"ingest_x_realtime={audio_s / t_cold:.0f} ingest_no_attributes_x_realtime={audio_s / t_cold_bare:.0f} "
+        f"baseline_1x2={audio_s / (t_seg + t_attr + t_1x2):.1f} baseline_1x1={audio_s / (t_seg + t_attr + t_1x1):.1f} "
+        f"load_avg={os.getloadavg()[0]:.2f}"
     )
     return 0
 

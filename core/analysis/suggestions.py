@@ -25,10 +25,12 @@ TOP_PER_LATENT = 5
 
 
 def candidate_attributes(ws: Workspace) -> list[str]:
+    """Categorical attributes with 2..MAX_VALUES values; numeric ones (continuous) are left out."""
     seg = ws.segments
     out = []
+    continuous = set(ws.continuous_attributes())
     for col in seg.columns:
-        if col in SEGMENT_BASE_COLUMNS or col in SKIP_ATTRIBUTES:
+        if col in SEGMENT_BASE_COLUMNS or col in SKIP_ATTRIBUTES or col in continuous:
             continue
         n = seg[col].dropna().astype(str).nunique()
         if 2 <= n <= MAX_VALUES:

@@ -221,11 +221,13 @@ def ensure_index(ws, model: str, **kwargs) -> LatentIndex:
 
 
 def association_attributes(ws) -> list[str]:
-    """Categorical metadata columns usable for associations (few distinct values)."""
+    """Categorical metadata columns usable for associations (few distinct values). Numeric columns
+    (measured F0, synthesis pitch, ...) are continuous attributes, not categories: left out."""
     seg = ws.segments
     out = []
+    continuous = set(ws.continuous_attributes())
     for col in ws.attributes():
-        if col in SKIP_ASSOCIATION:
+        if col in SKIP_ASSOCIATION or col in continuous:
             continue
         nun = seg[col].nunique(dropna=True)
         if 2 <= nun <= MAX_ASSOCIATION_VALUES:

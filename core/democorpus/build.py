@@ -49,11 +49,13 @@ AUDIO_BYTES_PER_SCALE = 270e6
 
 
 def settings(seed: int, scale: float, embedder: str = DEFAULT_EMBEDDER) -> dict:
+    from core.audio.attributes import ATTRIBUTES_VERSION
     from core.audio.segmentation import SegmentationConfig
     from core.democorpus.music import renderer
 
     return {
         "corpus_version": ca.CORPUS_VERSION,
+        "attributes_version": ATTRIBUTES_VERSION,  # a demo built before (or with other) measured columns rebuilds
         "seed": int(seed),
         "scale": float(scale),
         "embedder": embedder,
@@ -133,6 +135,7 @@ def segments_table(results: list[ca.CallResult]) -> pd.DataFrame:
                     "split": seg["split"],
                     "accent": seg["accent"],
                     "call": res.call_id,
+                    **ca.segment_numbers(seg),
                 }
             )
     return pd.DataFrame(rows)

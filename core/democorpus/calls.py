@@ -6,7 +6,15 @@ call (who speaks, how many turns, where hold music and announcements go). Render
 (`render_call`) runs in worker processes: it synthesises the turns, renders the hold music, lays
 everything out with silences, passes the whole call through one telephone channel, saves it, and
 segments the saved audio with core.audio.segmentation exactly as `ingest` would; each segment takes
-its labels from the ground-truth region it overlaps most.
+its labels from the ground-truth region it overlaps most, and is measured (core.audio.attributes)
+on the audio as stored.
+
+The truth behind the measured attributes is kept per region and per segment (SYNTH_COLUMNS): the
+espeak-ng pitch, pitch range and words per minute of the voice (a speaker's, or the fixed IVR
+voice's for announcements; NaN for music) and the call's line-noise level (noise_db of the
+telephone channel, for every region of the call, music included: it went through that line too).
+espeak's pitch and rate are the voice's settings before its audio-level colouring, whose
+vocal-tract warp (±6 %) moves F0 and tempo a little, and a variant shifts the pitch it starts from.
 
 Language cues are real ones, not a channel: Spanish speakers talk through espeak-ng's Spanish
 voices (es, es-419: Spanish phonology) with Spanish prosody (a faster, syllable-timed rate and a
@@ -52,6 +60,9 @@ SPANISH_RANGE, ENGLISH_RANGE = (65, 95), (15, 45)
 """espeak-ng pitch range (0-100) drawn uniformly: Spanish intonation moves more."""
 TURN_MIN_S, TURN_MAX_S = 4.3, 7.7
 """A speaker turn is made 4.3-7.7 s long where its sentences allow (one 4-8 s segment each)."""
+SYNTH_COLUMNS = ("synth_pitch", "synth_pitch_range", "synth_wpm", "synth_noise_db")
+"""Synthesis parameters of each region and segment: espeak pitch (0-100), pitch range (0-100),
+words per minute, and the call's channel noise (dBFS)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,9 @@ class Speaker:
 
         return Perturbation(warp=self.warp, tilt_db=self.tilt_db, peaks=self.peaks)
 
+
+_NO_VOICE = dict.fromkeys(SYNTH_COLUMNS[:3], float("nan"))
+"""Music has no voice: no espeak pitch, range or rate."""
 
 # the automated announcement voices (fixed: one per language, no perturbation)
 IVR_VOICES = {
@@ -265,9 +279,10 @@ class CallResult:
     source: str
     duration_s: float
     regions: list[dict]
-    """Ground truth: start_s, end_s, class, speaker, language, gender, accent."""
+    """Ground truth: start_s, end_s, class, speaker, language, gender, accent, SYNTH_COLUMNS."""
     segments: list[dict]
-    """Segments found by core.audio.segmentation with their labels (start_s, end_s, + region labels)."""
+    """Segments found by core.audio.segmentation with their labels (start_s, end_s, + region labels)
+    and their MEASURED_ATTRIBUTES."""
     dropped: int
     """Segments that overlapped no single region enough to label (counted, not kept)."""
 
@@ -295,8 +310,9 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
     """Synthesise, lay out, channel, save (8 kHz FLAC) and segment one call. Runs in a worker."""
     import soundfile as sf
 
+    from core.audio.attributes import measure_segments
     from core.audio.channel import telephone_channel
-    from core.audio.read import load_audio, resample
+    from core.audio.read import cut, load_audio, resample
     from core.audio.segmentation import segment_audio
     from core.democorpus.music import hold_music
     from core.democorpus.speech import Espeak
@@ -323,18 +339,18 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
             audio = _level(synth_turn(tts, spk, rng, item[2], sr), speech_db + float(rng.uniform(-1.5, 1.5)))
             label = dict(
                 cls=CLASS_VOICE, speaker=spk.speaker_id, language=spk.language, gender=spk.gender,
-                accent=spk.accent,
+                accent=spk.accent, synth_pitch=spk.pitch, synth_pitch_range=spk.range_, synth_wpm=spk.rate,
             )  # fmt: skip
         elif kind == "music":
             audio = _level(hold_music(rng, item[1], sr), speech_db - float(rng.uniform(0, 4)))
-            label = dict(cls=CLASS_MUSIC, speaker="", language="", gender="", accent="")
+            label = dict(cls=CLASS_MUSIC, speaker="", language="", gender="", accent="", **_NO_VOICE)
         else:
             language = item[1]
             audio = _level(synth_announcement(tts, language, rng, item[2], sr), speech_db)
-            accent, variant = IVR_VOICES[language][:2]
+            accent, _variant, pitch, range_, rate = IVR_VOICES[language]
             label = dict(
                 cls=CLASS_ANNOUNCEMENT, speaker=f"ivr-{language}", language=language,
-                gender="f", accent=accent,
+                gender="f", accent=accent, synth_pitch=pitch, synth_pitch_range=range_, synth_wpm=rate,
             )  # fmt: skip
         regions.append(
             dict(
@@ -350,6 +366,8 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
     band = (float(rng.uniform(250, 350)), float(rng.uniform(3200, 3500)))
     noise_db = float(rng.uniform(-68, -60))
     call = telephone_channel(call, sr, band_hz=band, noise_db=noise_db, rng=rng)
+    for r in regions:
+        r["synth_noise_db"] = noise_db
     call = np.clip(call, -1.0, 1.0)
     source = f"{plan.call_id}.flac"
     path = Path(out_dir) / source
@@ -358,6 +376,9 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
     tmp.replace(path)
     stored = load_audio(path, sr)  # segment what is stored, exactly as `ingest` would see it
     segs, dropped = label_segments(segment_audio(stored, sr), regions)
+    measured = measure_segments([cut(stored, sr, s["start_s"], s["end_s"]) for s in segs], sr)
+    for seg, values in zip(segs, measured.to_dict("records"), strict=True):
+        seg.update(values)
     for r in regions:
         r["call"] = plan.call_id
     return CallResult(plan.index, plan.call_id, source, stored.size / sr, regions, segs, dropped)
@@ -370,6 +391,7 @@ def warm_up() -> None:
     untouched there: espeak-ng (its state must be pristine in every worker) and FluidSynth (a
     child forked after the parent rendered with it hangs).
     """
+    from core.audio.attributes import measure_segments
     from core.audio.channel import telephone_channel
     from core.audio.read import resample
     from core.audio.segmentation import segment_audio
@@ -380,5 +402,13 @@ def warm_up() -> None:
     segment_audio(noise, SAMPLE_RATE)
     telephone_channel(noise, SAMPLE_RATE, noise_db=-60, rng=rng)
     perturb(noise, SAMPLE_RATE, random_perturbation(rng))
+    measure_segments([noise], SAMPLE_RATE)
     resample(noise, SAMPLE_RATE, STORE_RATE)
     import pretty_midi  # noqa: F401  (import only)
+
+
+def segment_numbers(seg: dict) -> dict[str, float]:
+    """A segment's numeric columns for the segment table: SYNTH_COLUMNS then MEASURED_ATTRIBUTES."""
+    from core.constants import MEASURED_ATTRIBUTES
+
+    return {c: float(seg[c]) for c in (*SYNTH_COLUMNS, *MEASURED_ATTRIBUTES)}

@@ -5,11 +5,12 @@ FILE is a .npy array [N, dim] or a Parquet table (a list/array column `embedding
 numeric columns, one per dimension). The CSV has one row per embedding, in the same order;
 its `segment_id` column names them when present (otherwise seg000000, seg000001, ...), and
 `source`, `start_s`, `end_s`, `duration_s` are used when present; every other column becomes a
-segment attribute. Every bad input is one InputError naming the file (and row) at fault: a file
-that is not a .npy at all (text, an .npz archive) is told apart from a pickled one, a header that
-declares more data than the file holds is refused before anything is allocated, and only real
-numbers are taken (complex, bool, text, objects, structured, (N, 0) arrays and values beyond
-float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
+segment attribute (a column whose values are all numbers is stored as numbers, a continuous
+attribute: metadata.numeric_columns). Every bad input is one InputError naming the file (and
+row) at fault: a file that is not a .npy at all (text, an .npz archive) is told apart from a
+pickled one, a header that declares more data than the file holds is refused before anything is
+allocated, and only real numbers are taken (complex, bool, text, objects, structured, (N, 0)
+arrays and values beyond float32's range are refused, see workspace.validate_embeddings). Times must be finite, not
 negative, and end_s not before start_s. The workspace folder is checked before anything is read
 (workspace.check_target): an existing folder that is not a workspace is refused, replacing a
 workspace (a damaged one too) is announced.
@@ -31,7 +32,7 @@ import pandas as pd
 
 from core.constants import SEGMENT_BASE_COLUMNS
 from core.errors import InputError
-from core.workspace.metadata import csv_line, read_metadata_csv
+from core.workspace.metadata import csv_line, numeric_columns, read_metadata_csv
 from core.workspace.workspace import (
     Windows,
     Workspace,
@@ -208,7 +209,8 @@ def build_segments(meta: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
     if frame["duration_s"].isna().all() and not frame["start_s"].isna().all():
         frame["duration_s"] = frame["end_s"] - frame["start_s"]
     rest = [c for c in frame.columns if c not in SEGMENT_BASE_COLUMNS]
-    return frame[[*SEGMENT_BASE_COLUMNS, *rest]]
+    # a column of numbers (a measured F0, an age) stays numeric: a continuous attribute
+    return numeric_columns(frame[[*SEGMENT_BASE_COLUMNS, *rest]], SEGMENT_BASE_COLUMNS)
 
 
 def load_windows(

@@ -2,8 +2,12 @@
 
 Walk the folder for audio (wav, flac, mp3, ogg, ...), read each file as 16 kHz mono, cut its
 non-silent audio into 4-8 s segments, embed them (and, in the same pass, their sub-segment
-windows: core.embedders.embed_segments_with_windows, WINDOWS), attach metadata CSV columns, and
-write the workspace atomically (Workspace.create), so a failed run leaves any existing workspace intact.
+windows: core.embedders.embed_segments_with_windows, WINDOWS), measure each segment's continuous
+attributes (core.audio.attributes: F0, loudness, speaking rate, SNR, voicing, on the audio as
+embedded), attach metadata CSV columns, and write the workspace atomically (Workspace.create), so
+a failed run leaves any existing workspace intact. The measured columns are the tool's: a
+metadata CSV with a column of one of their names (core.constants.MEASURED_ATTRIBUTES) is refused;
+metadata columns whose every value is a number are stored as numbers (metadata.numeric_columns).
 
 Only files under AUDIO_DIR are read (paths resolved, symlinks included): a metadata row naming a
 file outside it (`../x.wav`, an absolute path elsewhere, a link that leads out) is an InputError
@@ -15,11 +19,12 @@ Unreadable, corrupt, silent or vanished files, symlink loops and files whose nam
 UTF-8 (shown with \\xNN escapes) are skipped and listed in the summary (and in
 provenance['skipped']); one bad file never stops the rest of the folder. A metadata `file` that
 is not found, but differs from a file in its folder only in letter case or Unicode normalisation,
-is named in the error. Per-file results (segment and window embeddings) are cached under
-ws.cache_dir/ingest keyed by (file content, embedder, checkpoint content, segmentation settings,
-telephony, window settings): re-running on the same
-folder recomputes nothing, a changed file re-embeds only that file, and a run killed midway
-resumes from what it had cached. Ingests into one workspace may run at once: each holds a shared
+is named in the error. Per-file results (segments, segment and window embeddings, measured
+attributes) are cached under ws.cache_dir/ingest keyed by (file content, embedder, checkpoint
+content, segmentation settings, telephony, window settings, attributes version): re-running on
+the same folder recomputes nothing, a changed file re-embeds only that file, a changed
+measurement re-measures (and re-embeds) every file, and a run killed midway resumes from what it
+had cached. Ingests into one workspace may run at once: each holds a shared
 lock on the cache folder, and only one that finds itself alone removes stale entries and the
 temporary files of killed runs.
 """
@@ -45,12 +50,19 @@ import numpy as np
 import pandas as pd
 
 from core import atomic
+from core.audio.attributes import ATTRIBUTES_VERSION, measure_segments
 from core.audio.read import AUDIO_EXTENSIONS, cut, load_audio
 from core.audio.segmentation import METHODS, SegmentationConfig, segment_audio
-from core.constants import CACHE_DIR, DEFAULT_EMBEDDER, SAMPLE_RATE, SEGMENT_BASE_COLUMNS
+from core.constants import (
+    CACHE_DIR,
+    DEFAULT_EMBEDDER,
+    MEASURED_ATTRIBUTES,
+    SAMPLE_RATE,
+    SEGMENT_BASE_COLUMNS,
+)
 from core.embedders.base import WindowConfig
 from core.errors import InputError
-from core.workspace.metadata import csv_line, read_metadata_csv
+from core.workspace.metadata import csv_line, numeric_columns, read_metadata_csv
 from core.workspace.workspace import Windows, Workspace, announce_replacement, check_target
 
 INGEST_CACHE = "ingest"  # sub-folder of the workspace cache
@@ -225,6 +237,12 @@ def read_metadata(csv_path: str | Path, audio_root: Path) -> pd.DataFrame:
     reserved = [c for c in frame.columns if c in SEGMENT_BASE_COLUMNS]
     if reserved:
         raise InputError(f"{csv_path}: column(s) {', '.join(reserved)} are reserved for the segment table")
+    measured = [c for c in frame.columns if c in MEASURED_ATTRIBUTES]
+    if measured:
+        raise InputError(
+            f"{csv_path}: column(s) {', '.join(measured)} are measured from the audio by ingest; "
+            "rename them in the CSV to keep your values beside the measured ones"
+        )
     seen: dict[str, int] = {}
     files = []
     for i, raw in enumerate(frame["file"].tolist()):
@@ -311,6 +329,7 @@ def cache_key(
         "segmentation": cfg.to_dict(),
         "telephony": telephony,
         "sr": SAMPLE_RATE,
+        "attributes": ATTRIBUTES_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -321,6 +340,7 @@ class FileResult:
     starts: np.ndarray
     ends: np.ndarray
     embeddings: np.ndarray  # float32 [n, dim] (n may be 0 when skipped)
+    attributes: np.ndarray  # float64 [n, len(MEASURED_ATTRIBUTES)], NaN where undefined
     skipped: str = ""  # reason, empty when used
     windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # float32 [w, dim]
     window_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [w]: 0 .. n-1
@@ -328,7 +348,11 @@ class FileResult:
     @classmethod
     def skip(cls, rel: str, reason: str) -> FileResult:
         empty = np.zeros(0, dtype=np.float64)
-        return cls(rel, empty, empty, np.zeros((0, 0), np.float32), reason)
+        return cls(rel, empty, empty, np.zeros((0, 0), np.float32), _no_attributes(), reason)
+
+
+def _no_attributes() -> np.ndarray:
+    return np.zeros((0, len(MEASURED_ATTRIBUTES)), np.float64)
 
 
 def _save_cache(path: Path, res: FileResult) -> None:
@@ -338,6 +362,7 @@ def _save_cache(path: Path, res: FileResult) -> None:
             starts=res.starts,
             ends=res.ends,
             embeddings=res.embeddings,
+            attributes=res.attributes,
             skipped=np.array(res.skipped),
             windows=res.windows,
             window_segment=res.window_segment,
@@ -347,17 +372,21 @@ def _save_cache(path: Path, res: FileResult) -> None:
 def _load_cache(path: Path, rel: str) -> FileResult | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return FileResult(
+            res = FileResult(
                 rel,
                 z["starts"],
                 z["ends"],
                 z["embeddings"].astype(np.float32),
+                z["attributes"].astype(np.float64),
                 str(z["skipped"]),
                 z["windows"].astype(np.float32),
                 z["window_segment"].astype(np.int64),
             )
-    except Exception:  # a damaged cache entry is recomputed, never trusted
+    except Exception:  # a damaged cache entry (or one without attributes) is recomputed, never trusted
         return None
+    if res.attributes.shape != (len(res.starts), len(MEASURED_ATTRIBUTES)):
+        return None  # measured with other columns: recomputed
+    return res
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -410,7 +439,8 @@ def _segment_file(
     pieces = [cut(audio, SAMPLE_RATE, r.start_s, r.end_s) for r in regions]
     starts = np.array([r.start_s for r in regions], dtype=np.float64)
     ends = np.array([r.end_s for r in regions], dtype=np.float64)
-    return FileResult(rel, starts, ends, np.zeros((0, 0), np.float32)), pieces
+    attributes = measure_segments(pieces, SAMPLE_RATE).to_numpy()  # what is embedded is measured
+    return FileResult(rel, starts, ends, np.zeros((0, 0), np.float32), attributes), pieces
 
 
 def ingest(
@@ -598,6 +628,10 @@ def _build_table(
         window_rows.append(res.window_segment + (len(rows) - len(res.starts)))  # its rows in the table
         windows.append(res.windows)
         embs.append(res.embeddings)
-    frame = pd.DataFrame(rows, columns=[*SEGMENT_BASE_COLUMNS, *meta_cols])
+    frame = numeric_columns(
+        pd.DataFrame(rows, columns=[*SEGMENT_BASE_COLUMNS, *meta_cols]), SEGMENT_BASE_COLUMNS
+    )
+    measured = np.concatenate([results[rel].attributes for rel in used])
+    frame[list(MEASURED_ATTRIBUTES)] = measured
     joined = Windows(np.concatenate(windows).astype(np.float32), np.concatenate(window_rows).astype(np.int64))
     return frame, np.concatenate(embs).astype(np.float32), joined

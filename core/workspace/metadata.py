@@ -3,6 +3,7 @@ stripped, one InputError naming the file (and the line) for anything malformed.
 
     read_metadata_csv(path) -> pd.DataFrame of str
     csv_line(frame, i) -> the CSV line data row i came from: the `row N` of error messages
+    numeric_columns(frame) -> the same table, columns of numbers as numbers (continuous attributes)
 
 The file is parsed with the csv module rather than pandas: pandas takes a first data row with
 one field more than the header as an index column (the table then reads shifted by one column,
@@ -19,8 +20,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from core.constants import KNOWN_ATTRIBUTES
 from core.errors import InputError
 
 MAX_COLUMNS = 1_000
@@ -88,3 +91,23 @@ def csv_line(frame: pd.DataFrame, i: int) -> int:
     quoted line breaks counted); i + 2 when the frame has lost that record."""
     lines = frame.attrs.get(LINES_ATTR)
     return int(lines[i]) if lines is not None and i < len(lines) else i + 2
+
+
+def numeric_columns(frame: pd.DataFrame, skip: tuple[str, ...] = ()) -> pd.DataFrame:
+    """`frame` (of strings) with every column whose non-empty values are all finite numbers as
+    numbers: int64 when each is a whole number and none is empty, else float64 (empty -> NaN).
+    Such a column is a continuous attribute (Workspace.continuous_attributes). Left as text: the
+    columns in `skip`, the known label columns (speaker, language, ...: ids such as `1001` are
+    labels, not quantities), and a column with no value at all."""
+    out = frame.copy()
+    for col in out.columns:
+        if col in skip or col in KNOWN_ATTRIBUTES:
+            continue
+        text = out[col].astype(str).str.strip()
+        filled = text != ""
+        values = pd.to_numeric(text.where(filled), errors="coerce")
+        if not filled.any() or values[filled].isna().any() or not np.isfinite(values[filled]).all():
+            continue
+        whole = filled.all() and (values == np.round(values)).all() and values.abs().max() < 2**53
+        out[col] = values.astype("int64") if whole else values.astype("float64")
+    return out

@@ -843,8 +843,9 @@ class Workspace:
         return path if found else None
 
     def summary(self) -> dict:
-        """name, embedder, dim, segments, hours, speakers, and value -> count of each attribute of
-        at most 20 values (keyed `NAME (column)` where NAME is one of those fields)."""
+        """name, embedder, dim, segments, hours, speakers, and value -> count of each categorical
+        attribute of at most 20 values (keyed `NAME (column)` where NAME is one of those fields);
+        continuous attributes (numbers: a measured F0 is no category) are not counted."""
         seg = self.segments
         out: dict[str, Any] = {
             "name": self.name,
@@ -853,7 +854,10 @@ class Workspace:
             "segments": len(seg),
             "hours": float(seg["duration_s"].fillna(0).sum() / 3600.0),
         }
+        continuous = set(self.continuous_attributes())
         for col in self.attributes():
+            if col in continuous:
+                continue
             values = seg[col].dropna().astype(str)
             if col == "speaker":
                 out["speakers"] = int(values[values != ""].nunique())
