@@ -150,6 +150,18 @@ def _pause_frames(silent: np.ndarray, min_frames: int) -> np.ndarray:
     return np.cumsum(marks[:-1]) > 0
 
 
+def voiced_f0_stats(f0v: np.ndarray) -> tuple[float, float]:
+    """(median, 95th minus 5th percentile) of the voiced frames' F0 after leaving out octave errors.
+
+    The reference is the lower median, a frame's own value: with an even count split into two
+    clusters more than OCTAVE_ERROR apart, the plain median falls between them and would leave
+    out every frame (a very low voice read half at its octave)."""
+    ref = float(np.sort(f0v)[(len(f0v) - 1) // 2])
+    kept = f0v[np.abs(np.log2(f0v / ref)) <= OCTAVE_ERROR]
+    lo, hi = np.percentile(kept, [5, 95])
+    return float(np.median(kept)), float(hi - lo)
+
+
 def measure_segment(audio: np.ndarray, sr: int) -> dict[str, float]:
     """The MEASURED_ATTRIBUTES of one mono segment at sr (see the module docstring)."""
     out = dict.fromkeys(MEASURED_ATTRIBUTES, float("nan"))
@@ -174,11 +186,7 @@ def measure_segment(audio: np.ndarray, sr: int) -> dict[str, float]:
     voiced = non_silent & (aperiodicity < VOICING_THRESHOLD)
     out["voiced_fraction"] = float(voiced.mean())
     if voiced.any():
-        f0v = f0[voiced]
-        f0v = f0v[np.abs(np.log2(f0v / np.median(f0v))) <= OCTAVE_ERROR]
-        out["f0_median_hz"] = float(np.median(f0v))
-        lo, hi = np.percentile(f0v, [5, 95])
-        out["f0_range_hz"] = float(hi - lo)
+        out["f0_median_hz"], out["f0_range_hz"] = voiced_f0_stats(f0[voiced])
     out["loudness_dbfs"] = float(10 * np.log10(np.mean(10 ** (db[non_silent] / 10))))
     out["snr_db"] = float(np.percentile(db, SNR_SPEECH_PCT) - np.percentile(db, SNR_NOISE_PCT))
     # speaking rate: voiced peaks of the smoothed vowel-band envelope per second of speech

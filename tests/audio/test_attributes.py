@@ -158,3 +158,15 @@ def test_other_sample_rates_measure_the_same():
 def test_a_bad_sample_rate_is_one_clear_error(sr):
     with pytest.raises(InputError, match="sample rate must be a positive integer"):
         measure_segments([harmonic(120)], sr)
+
+
+def test_voiced_f0_two_clusters_an_octave_apart_keep_one():
+    from core.audio.attributes import voiced_f0_stats
+
+    # an even count split into two clusters: the plain median falls between them (and left out
+    # every frame: an IndexError from an empty percentile); the lower median keeps the low cluster
+    f0 = np.array([50.0] * 10 + [110.0] * 10)
+    median, span = voiced_f0_stats(f0)
+    assert median == 50.0 and span == 0.0
+    median, span = voiced_f0_stats(np.array([100.0, 102.0, 98.0, 200.0]))  # 200: an octave error
+    assert median == 100.0 and span == pytest.approx(101.8 - 98.2)
