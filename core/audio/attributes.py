@@ -139,7 +139,7 @@ def _frame_power_db(x: np.ndarray, win: int, hop: int, n_frames: int) -> np.ndar
     return 10.0 * np.log10(np.maximum(power, 10 ** (MIN_POWER_DB / 10)))
 
 
-def _pause_frames(silent: np.ndarray, min_frames: int) -> np.ndarray:
+def pause_frames(silent: np.ndarray, min_frames: int) -> np.ndarray:
     """Frames that belong to a run of silent frames at least min_frames long."""
     edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -200,7 +200,7 @@ def measure_segment(audio: np.ndarray, sr: int) -> dict[str, float]:
         distance=max(1, int(round(RATE_MIN_GAP_S / HOP_S))),
     )
     nuclei = int(np.count_nonzero(voiced[peaks]))
-    speech_frames = n - int(np.count_nonzero(_pause_frames(~non_silent, int(round(PAUSE_S / HOP_S)))))
+    speech_frames = n - int(np.count_nonzero(pause_frames(~non_silent, int(round(PAUSE_S / HOP_S)))))
     if speech_frames > 0:
         out["speech_rate"] = nuclei / (speech_frames * HOP_S)
     return out
@@ -214,4 +214,4 @@ def measure_segments(audios: list[np.ndarray], sr: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(MEASURED_ATTRIBUTES), dtype="float64")
 
 
-__all__ = ["ATTRIBUTES_VERSION", "measure_segment", "measure_segments"]
+__all__ = ["ATTRIBUTES_VERSION", "measure_segment", "measure_segments", "pause_frames"]

@@ -15,6 +15,11 @@ voice's for announcements; NaN for music) and the call's line-noise level (noise
 telephone channel, for every region of the call, music included: it went through that line too).
 espeak's pitch and rate are the voice's settings before its audio-level colouring, whose
 vocal-tract warp (±6 %) moves F0 and tempo a little, and a variant shifts the pitch it starts from.
+So two more columns hold a truth comparable across voices: `synth_f0_hz`, the F0 espeak-ng aims
+at for the voice (its own rule on the variant's pitch line, core.democorpus.speech.espeak_f0_hz)
+times the warp, and `synth_rate`, the syllable nuclei espeak-ng spoke (counted in its own IPA
+phonemes of the region's sentences) per second of the region's synthesised, warped audio with
+pauses of attributes.PAUSE_S or longer left out (the measured rate's own definition of speech time).
 
 Language cues are real ones, not a channel: Spanish speakers talk through espeak-ng's Spanish
 voices (es, es-419: Spanish phonology) with Spanish prosody (a faster, syllable-timed rate and a
@@ -28,12 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from core.constants import SAMPLE_RATE, SPLIT_FEATURE, SPLIT_SAE
 
-CORPUS_VERSION = 5
+CORPUS_VERSION = 6
 """Bump when planning or rendering changes what a seed produces (part of the settings fingerprint)."""
 
 STORE_RATE = 8_000
@@ -60,9 +66,19 @@ SPANISH_RANGE, ENGLISH_RANGE = (65, 95), (15, 45)
 """espeak-ng pitch range (0-100) drawn uniformly: Spanish intonation moves more."""
 TURN_MIN_S, TURN_MAX_S = 4.3, 7.7
 """A speaker turn is made 4.3-7.7 s long where its sentences allow (one 4-8 s segment each)."""
-SYNTH_COLUMNS = ("synth_pitch", "synth_pitch_range", "synth_wpm", "synth_noise_db")
+SYNTH_COLUMNS = (
+    "synth_pitch",
+    "synth_pitch_range",
+    "synth_wpm",
+    "synth_noise_db",
+    "synth_f0_hz",
+    "synth_rate",
+)
 """Synthesis parameters of each region and segment: espeak pitch (0-100), pitch range (0-100),
-words per minute, and the call's channel noise (dBFS)."""
+words per minute, the call's channel noise (dBFS), and the truths comparable across voices: the F0
+espeak-ng aims at times the warp (Hz) and the syllables spoken per second of speech."""
+SILENCE_LEVEL = 1e-3
+"""Synthesised audio at or under this magnitude is silence (espeak-ng's pauses are exact zeros)."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +108,63 @@ class Speaker:
 
         return Perturbation(warp=self.warp, tilt_db=self.tilt_db, peaks=self.peaks)
 
+    def f0_hz(self) -> float:
+        """The F0 espeak-ng aims at for this voice, times the warp (played warp times faster)."""
+        from core.democorpus.speech import espeak_f0_hz
 
-_NO_VOICE = dict.fromkeys(SYNTH_COLUMNS[:3], float("nan"))
-"""Music has no voice: no espeak pitch, range or rate."""
+        return espeak_f0_hz(self.voice_spec()) * self.warp
+
+
+_NO_VOICE = dict.fromkeys((c for c in SYNTH_COLUMNS if c != "synth_noise_db"), float("nan"))
+"""Music has no voice: no espeak pitch, range, rate, F0 or syllables."""
 
 # the automated announcement voices (fixed: one per language, no perturbation)
 IVR_VOICES = {
     "en": ("en-us", "f5", 55, 35, 165),
     "es": ("es", "f2", 55, 35, 175),
 }
+
+
+def ivr_spec(language: str):
+    """The VoiceSpec of a language's announcement voice."""
+    from core.democorpus.speech import VoiceSpec
+
+    accent, variant, pitch, range_, rate = IVR_VOICES[language]
+    return VoiceSpec(accent, variant, pitch=pitch, range_=range_, rate=rate)
+
+
+class Spoken(NamedTuple):
+    """A stretch of synthesised speech and what it said."""
+
+    audio: np.ndarray
+    """float32 mono at the synthesis rate, colouring applied, pauses in it."""
+    texts: list[str]
+    """The sentences spoken, in order (repeats included)."""
+
+
+def speech_seconds(audio: np.ndarray, sr: int) -> float:
+    """Seconds of `audio` that are speech: 10 ms frames over SILENCE_LEVEL, and silent runs shorter
+    than attributes.PAUSE_S (a pause that long is no speaking time, as for the measured rate)."""
+    from core.audio.attributes import HOP_S, PAUSE_S, pause_frames
+
+    hop = int(round(HOP_S * sr))
+    n = audio.size // hop
+    if n == 0:
+        return 0.0
+    silent = np.abs(audio[: n * hop]).reshape(n, hop).max(axis=1) <= SILENCE_LEVEL
+    return float(n - np.count_nonzero(pause_frames(silent, int(round(PAUSE_S / HOP_S))))) * HOP_S
+
+
+def syllable_rate(tts, spoken: Spoken, spec, sr: int) -> float:
+    """Syllable nuclei espeak-ng spoke (its IPA for the texts) per second of speech in the audio.
+
+    Translating moves espeak-ng's state like a synthesis: call it after the call is synthesised."""
+    from core.democorpus.speech import syllable_count
+
+    seconds = speech_seconds(spoken.audio, sr)
+    if seconds <= 0:
+        return float("nan")
+    return sum(syllable_count(tts.phonemes(t, spec)) for t in spoken.texts) / seconds
 
 
 @dataclass
@@ -224,7 +288,7 @@ def _level(audio: np.ndarray, rms_db: float) -> np.ndarray:
     return audio * np.float32(10 ** (rms_db / 20.0) / rms) if rms > 0 else audio
 
 
-def synth_turn(tts, speaker: Speaker, rng: np.random.Generator, target_s: float, sr: int) -> np.ndarray:
+def synth_turn(tts, speaker: Speaker, rng: np.random.Generator, target_s: float, sr: int) -> Spoken:
     """Sentences of one speaker until at least `target_s` of speech, with short (bridged) pauses.
 
     A turn is kept under TURN_MAX_S where the sentences allow, so that it makes one segment.
@@ -234,10 +298,12 @@ def synth_turn(tts, speaker: Speaker, rng: np.random.Generator, target_s: float,
 
     spec, pert = speaker.voice_spec(), speaker.perturbation()
     parts: list[np.ndarray] = []
+    texts: list[str] = []
     total = 0
     tries = 0
     while total < target_s * sr:
-        audio = _trim(perturb(tts.synth(sentence(rng, speaker.language), spec, sr), sr, pert))
+        text = sentence(rng, speaker.language)
+        audio = _trim(perturb(tts.synth(text, spec, sr), sr, pert))
         gap = np.zeros(int(rng.uniform(0.15, 0.35) * sr), dtype=np.float32) if parts else None
         extra = audio.size + (gap.size if gap is not None else 0)
         if total + extra > TURN_MAX_S * sr and tries < 6:
@@ -248,28 +314,28 @@ def synth_turn(tts, speaker: Speaker, rng: np.random.Generator, target_s: float,
         if gap is not None:
             parts.append(gap)
         parts.append(audio)
+        texts.append(text)
         total += extra
-    return np.concatenate(parts)
+    return Spoken(np.concatenate(parts), texts)
 
 
-def synth_announcement(tts, language: str, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    from core.democorpus.speech import VoiceSpec
+def synth_announcement(tts, language: str, rng: np.random.Generator, n: int, sr: int) -> Spoken:
     from core.democorpus.text import IVR_ANNOUNCEMENTS
 
-    accent, variant, pitch, range_, rate = IVR_VOICES[language]
-    spec = VoiceSpec(accent, variant, pitch=pitch, range_=range_, rate=rate)
+    spec = ivr_spec(language)
     pool = IVR_ANNOUNCEMENTS[language]
     chosen = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
-    parts = []
-    for k, i in enumerate(chosen):
+    parts, texts = [], [pool[int(i)] for i in chosen]
+    for k, text in enumerate(texts):
         if k:
             parts.append(np.zeros(int(0.3 * sr), dtype=np.float32))
-        parts.append(_trim(tts.synth(pool[int(i)], spec, sr)))
+        parts.append(_trim(tts.synth(text, spec, sr)))
     audio = np.concatenate(parts)
     # announcements are short: repeat the message until it makes one segment (>= 4.5 s)
     while audio.size < 4.5 * sr:
         audio = np.concatenate([audio, np.zeros(int(0.3 * sr), np.float32), parts[0]])
-    return audio
+        texts.append(texts[0])
+    return Spoken(audio, texts)
 
 
 @dataclass
@@ -315,13 +381,14 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
     from core.audio.read import cut, load_audio, resample
     from core.audio.segmentation import segment_audio
     from core.democorpus.music import hold_music
-    from core.democorpus.speech import Espeak
+    from core.democorpus.speech import Espeak, espeak_f0_hz
 
     sr = SAMPLE_RATE
     rng = np.random.default_rng([seed, 1, plan.index])
     tts = Espeak()
     pieces: list[np.ndarray] = []
     regions: list[dict] = []
+    spoken: list[tuple[dict, Spoken, object]] = []  # (region, speech, voice): rates once all is synthesised
     cursor = 0
 
     def silence(lo: float, hi: float) -> None:
@@ -336,21 +403,26 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
         kind = item[0]
         if kind == "turn":
             spk = speakers[item[1]]
-            audio = _level(synth_turn(tts, spk, rng, item[2], sr), speech_db + float(rng.uniform(-1.5, 1.5)))
+            turn = synth_turn(tts, spk, rng, item[2], sr)
+            voice = spk.voice_spec()
+            audio = _level(turn.audio, speech_db + float(rng.uniform(-1.5, 1.5)))
             label = dict(
                 cls=CLASS_VOICE, speaker=spk.speaker_id, language=spk.language, gender=spk.gender,
                 accent=spk.accent, synth_pitch=spk.pitch, synth_pitch_range=spk.range_, synth_wpm=spk.rate,
+                synth_f0_hz=spk.f0_hz(),
             )  # fmt: skip
         elif kind == "music":
             audio = _level(hold_music(rng, item[1], sr), speech_db - float(rng.uniform(0, 4)))
             label = dict(cls=CLASS_MUSIC, speaker="", language="", gender="", accent="", **_NO_VOICE)
         else:
             language = item[1]
-            audio = _level(synth_announcement(tts, language, rng, item[2], sr), speech_db)
-            accent, _variant, pitch, range_, rate = IVR_VOICES[language]
+            turn = synth_announcement(tts, language, rng, item[2], sr)
+            voice = ivr_spec(language)
+            audio = _level(turn.audio, speech_db)
             label = dict(
-                cls=CLASS_ANNOUNCEMENT, speaker=f"ivr-{language}", language=language,
-                gender="f", accent=accent, synth_pitch=pitch, synth_pitch_range=range_, synth_wpm=rate,
+                cls=CLASS_ANNOUNCEMENT, speaker=f"ivr-{language}", language=language, gender="f",
+                accent=voice.voice, synth_pitch=voice.pitch, synth_pitch_range=voice.range_, synth_wpm=voice.rate,
+                synth_f0_hz=espeak_f0_hz(voice),  # no colouring: the fixed IVR voice is not warped
             )  # fmt: skip
         regions.append(
             dict(
@@ -358,10 +430,14 @@ def render_call(plan: CallPlan, speakers: dict[str, Speaker], out_dir: str, seed
                 split=plan.split,
             )
         )  # fmt: skip
+        if kind != "music":
+            spoken.append((regions[-1], turn, voice))
         pieces.append(audio.astype(np.float32))
         cursor += audio.size
         silence(0.8, 1.8)
     call = np.concatenate(pieces)
+    for region, turn, voice in spoken:  # every synthesis is done: translating can move no audio now
+        region["synth_rate"] = syllable_rate(tts, turn, voice, sr)
     # this call's own telephone route, drawn independently of its language
     band = (float(rng.uniform(250, 350)), float(rng.uniform(3200, 3500)))
     noise_db = float(rng.uniform(-68, -60))

@@ -8,11 +8,19 @@ separate worker processes, never threads.
     tts = Espeak()                       # initialises the library once per process
     audio = tts.synth("Hello", VoiceSpec("en-us", "f3", pitch=60, range_=50, rate=170))
     # -> float32 mono at 16 kHz (espeak renders 22050 Hz; resampled with soxr)
+    espeak_f0_hz(spec)                   # the F0 (Hz) espeak-ng aims at for this voice: its own rule
+    syllable_count(tts.phonemes(text, spec))   # syllable nuclei espeak-ng speaks for the text
+
+The F0 rule is espeak-ng's own (voices.c reads a variant's `pitch BASE TOP` line, default 80 118;
+wavegen.c SetPitch2 scales the base by pitch_adjust_tab[pitch] and the span by the range
+parameter), taken at CONTOUR_HEIGHT of the intonation contour: checked against the measured F0
+of flat (range 0) speech to within 0.5 Hz, the contour height calibrated once (see its docstring).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import zlib
@@ -39,6 +47,8 @@ ESPEAK_CHARS_UTF8 = 1
 ESPEAK_INITIALIZE_DONT_EXIT = 0x8000
 
 ESPEAK_RATE_HZ = 22_050
+PHONEMES_IPA = 0x02
+"""espeak_TextToPhonemes phonememode: IPA as UTF-8 (bit 1)."""
 
 # Voice variants (files in espeak-ng-data/voices/!v) that sound like people, by gender.
 # Robots, whispers, croaks and the "announcer" are left out.
@@ -196,10 +206,108 @@ class Espeak:
             return native
         return np.asarray(soxr.resample(native, self.rate_hz, sr), dtype=np.float32)
 
+    def phonemes(self, text: str, spec: VoiceSpec) -> str:
+        """The IPA phonemes espeak-ng speaks for `text` with `spec`'s voice, clauses space-separated.
+
+        Translating text moves espeak-ng's internal state like a synthesis does (see
+        core.democorpus.build.render_calls): call it after a call's audio is synthesised."""
+        if not text.strip():
+            raise InputError("espeak-ng: empty text")
+        lib = self._lib
+        if not getattr(self, "_phonemes_ready", False):
+            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+            self._phonemes_ready = True
+        clauses = []
+        with self._lock:
+            self._set_voice(spec)
+            buf = ctypes.create_string_buffer(text.encode("utf-8") + b"\x00")
+            cursor = ctypes.c_void_p(ctypes.addressof(buf))
+            while cursor.value:  # one clause per call; espeak-ng moves the cursor, NULL at the end
+                out = lib.espeak_TextToPhonemes(ctypes.byref(cursor), ESPEAK_CHARS_UTF8, PHONEMES_IPA)
+                if out:
+                    clauses.append(out.decode("utf-8", errors="replace"))
+        return " ".join(clauses)
+
 
 def synth(text: str, spec: VoiceSpec, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Module-level shortcut: synthesise with this process's engine."""
     return Espeak().synth(text, spec, sr)
+
+
+# ------------------------------------------------------------------------------------------
+# the truth behind measured F0 and rate: what espeak-ng aims at and what it says
+
+# wavegen.c: pitch_adjust_tab, "set from y = pow(2,x) * 128, x=-1 to 1", indexed by the pitch parameter
+PITCH_ADJUST_TAB = (
+    64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 86, 87, 88,
+    89, 91, 92, 93, 94, 96, 97, 98, 100, 101, 103, 104, 105, 107, 108, 110, 111, 113, 115, 116, 118,
+    119, 121, 123, 124, 126, 128, 130, 132, 133, 135, 137, 139, 141, 143, 145, 147, 149, 151, 153,
+    155, 158, 160, 162, 164, 167, 169, 171, 174, 176, 179, 181, 184, 186, 189, 191, 194, 197, 199,
+    202, 205, 208, 211, 214, 217, 220, 223, 226, 229, 232, 236, 239, 242, 246, 249, 252, 254, 255,
+)  # fmt: skip
+DEFAULT_VOICE_PITCH = (80, 118)
+"""voices.c VoiceReset: the `pitch` of a voice whose files set none (no accent voice used here sets one)."""
+CONTOUR_HEIGHT = 55.0
+"""Where espeak-ng's intonation contour (0-254 over the voice's pitch span) sits at the median F0 of
+customer-service speech. Calibrated, not read from the source (the contour comes from compiled tunes
+and each sentence's stress pattern): the median F0 of 6 English and 6 Spanish sentences, 5 variants
+x 2 (pitch, range) settings per accent voice, measured with core.audio.attributes, inverts the rule
+to 55-57 on every English accent and 54-55 on both Spanish ones; a single question reads up to 73."""
+
+
+@functools.cache
+def variant_pitch(variant: str) -> tuple[int, int]:
+    """(BASE, TOP) Hz of a variant's `pitch` line in espeak-ng-data/voices/!v, DEFAULT_VOICE_PITCH if none."""
+    import espeakng_loader
+
+    path = Path(espeakng_loader.get_data_path()) / "voices" / "!v" / variant
+    if not variant or not path.is_file():
+        raise InputError(f"unknown espeak voice variant {variant!r} (no file {path})")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "pitch":
+            return int(words[1]), int(words[2])
+    return DEFAULT_VOICE_PITCH
+
+
+def espeak_f0_hz(spec: VoiceSpec, contour: float = CONTOUR_HEIGHT) -> float:
+    """The F0 (Hz) espeak-ng produces for `spec` at `contour` (0-254) of its intonation contour.
+
+    voices.c turns `pitch BASE TOP` into pitch_base = (BASE - 9) << 12 and pitch_range =
+    (TOP - BASE) * 108 (Hz << 12 units); wavegen.c SetPitch2 scales the base by
+    pitch_adjust_tab[pitch] / 128, the span by range / 50, lowers the base by 18 per unit the span
+    grew (so a wider range moves around the same pitch), and a contour point h sits at
+    base + h * span / 2. The accent voice does not enter: none of them sets a pitch.
+    """
+    lo, hi = variant_pitch(spec.variant) if spec.variant else DEFAULT_VOICE_PITCH
+    voice_base, voice_span = (lo - 9) << 12, (hi - lo) * 108
+    pitch = int(np.clip(spec.pitch, 0, 100))
+    span = voice_span * int(np.clip(spec.range_, 0, 100)) // 50
+    base = voice_base * PITCH_ADJUST_TAB[pitch] // 128 - (span - voice_span) * 18
+    return (base + contour * span / 2) / 4096
+
+
+IPA_VOWELS = frozenset("aeiouyæɐɑɒɔəɘɚɛɜɝɞɤɨɪʊʉʌʏøœɶɯᵻ")
+"""IPA vowel letters espeak-ng writes (ᵻ is its reduced vowel)."""
+_OFFGLIDES = {"ɪ": "aeɔoʌɐ", "ʊ": "aeoɐə", "ə": "ɪʊɛe"}
+"""Second halves of diphthongs (aɪ eɪ ɔɪ aʊ oʊ əʊ, the centring ɪə ʊə ɛə): not a nucleus of their own."""
+SYLLABIC = "\u0329"
+"""Combining vertical line below: a syllabic consonant (a nucleus)."""
+
+
+def syllable_count(ipa: str) -> int:
+    """Syllable nuclei of an IPA string: vowels, less diphthong off-glides, plus syllabic consonants."""
+    count, previous = 0, ""
+    for char in ipa:
+        if char in IPA_VOWELS:
+            if not (previous and previous in _OFFGLIDES.get(char, "")):
+                count += 1
+        elif char == SYLLABIC:
+            count += 1
+        if char != "ː":  # a length mark keeps the vowel before it: "iːə" is two nuclei, "ɪə" one
+            previous = char if char in IPA_VOWELS else ""
+    return count
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The embedded default knows the truth behind its continuous attributes: each region's synthesis
-parameters (espeak pitch, pitch range, words per minute, the call's channel noise) are stored per
-region and per segment, every segment is measured on its audio as stored, and the measured F0 and
-speaking rate follow espeak's pitch and rate (Spearman >= 0.8) through the telephone channel."""
+parameters (espeak pitch, pitch range, words per minute, the call's channel noise, the F0 espeak
+aims at and the syllables it spoke per second) are stored per region and per segment, every segment
+is measured on its audio as stored, and within one voice variant the measured F0 and speaking rate
+follow espeak's pitch and rate (Spearman >= 0.8) through the telephone channel (across variants:
+tests/democorpus/test_demo_corpus.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from core.audio.read import cut, load_audio, resample
 from core.constants import MEASURED_ATTRIBUTES, SAMPLE_RATE
 from core.democorpus import build as demo_corpus
 from core.democorpus import calls as ca
-from core.democorpus.speech import Espeak
+from core.democorpus.speech import Espeak, espeak_f0_hz
 
 SEED, SCALE = 7, 0.05
 
@@ -45,14 +47,23 @@ def test_regions_hold_the_synthesis_parameters(rendered):
     for row in voice.itertuples():
         spk = speakers[row.speaker]
         assert (row.synth_pitch, row.synth_pitch_range, row.synth_wpm) == (spk.pitch, spk.range_, spk.rate)
+        assert row.synth_f0_hz == spk.f0_hz()
+    # syllables per second of speech: English about 155 wpm, Spanish faster (more syllables a word)
+    assert voice["synth_rate"].between(2.5, 9.0).all()
+    by_language = voice.groupby("language")["synth_rate"].mean()
+    if len(by_language) == 2:
+        assert by_language["es"] > by_language["en"]
     music = regions[regions["class"] == ca.CLASS_MUSIC]
-    assert len(music) == 1 and music[["synth_pitch", "synth_pitch_range", "synth_wpm"]].isna().all().all()
+    voice_only = ["synth_pitch", "synth_pitch_range", "synth_wpm", "synth_f0_hz", "synth_rate"]
+    assert len(music) == 1 and music[voice_only].isna().all().all()
     ann = regions[regions["class"] == ca.CLASS_ANNOUNCEMENT]
     assert len(ann) == 1
     language = ann["language"].iloc[0]
     assert (
         tuple(ann[["synth_pitch", "synth_pitch_range", "synth_wpm"]].iloc[0]) == ca.IVR_VOICES[language][2:]
     )
+    assert ann["synth_f0_hz"].iloc[0] == espeak_f0_hz(ca.ivr_spec(language))  # the IVR voice: no warp
+    assert 2.5 < ann["synth_rate"].iloc[0] < 9.0
     # one line noise per call, the same for every region of it (music went through it too)
     per_call = regions.groupby("call")["synth_noise_db"]
     assert (per_call.nunique() == 1).all()
@@ -106,7 +117,7 @@ def test_measured_f0_and_rate_follow_espeak_pitch_and_rate(accent, variant):
             "spk", "es" if accent == "es" else "en", accent, variant, "m", pitch, 30, wpm, "sae", 1.0, 0.0, ()
         )
         text_rng = np.random.default_rng(11)  # the same sentences at every setting
-        turn = ca.synth_turn(tts, speaker, text_rng, 5.0, SAMPLE_RATE)
+        turn = ca.synth_turn(tts, speaker, text_rng, 5.0, SAMPLE_RATE).audio
         rows.append(_through_the_line(turn, -64.0, np.random.default_rng(i)))
     measured = measure_segments(rows, SAMPLE_RATE)
     pitch, wpm = np.array(settings, dtype=float).T

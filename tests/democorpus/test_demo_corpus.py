@@ -205,3 +205,18 @@ def test_the_default_corpus_stores_each_segments_windows(small_corpus):
     for row in (0, len(emb) // 2, len(emb) - 1):  # the segment is the normalised mean of its windows
         mean = np.asarray(win.embeddings)[rows == row].mean(axis=0)
         assert np.abs(mean / np.linalg.norm(mean) - emb[row]).max() < 1e-5
+
+
+def test_measured_f0_and_rate_follow_the_truth_across_voices(small_corpus):
+    """Pooled over every voice segment (all variants, accents, both languages): espeak's 0-100 pitch
+    is no F0 order across variants, synth_f0_hz is; synth_rate orders the measured speaking rate."""
+    from scipy.stats import spearmanr
+
+    voice = small_corpus.segments[small_corpus.segments["class"] == "voice"]
+    assert len(voice) > 150 and voice["speaker"].nunique() == ca.MIN_SPEAKERS
+    assert voice[["synth_f0_hz", "synth_rate"]].notna().all().all()
+    assert spearmanr(voice["f0_median_hz"], voice["synth_f0_hz"]).statistic >= 0.8
+    assert spearmanr(voice["speech_rate"], voice["synth_rate"]).statistic >= 0.8
+    # one F0 truth per speaker (a voice setting), a rate per turn (what was said)
+    assert (voice.groupby("speaker")["synth_f0_hz"].nunique() == 1).all()
+    assert voice.groupby("speaker")["synth_rate"].nunique().max() > 1
