@@ -226,3 +226,28 @@ def test_across_the_same_workspace_twice(trained_ws, data_root):
     _across_refused(
         data_root, "w2", str(other.root), needles=[f"--across {other.root}:", "is already named (as w2)"]
     )
+
+
+# -- train --rows windows: a window file edited by hand ------------------------------------------
+def test_a_nan_window_is_named_by_its_window_and_file(trained_ws, data_root):
+    from core.workspace.workspace import Windows
+
+    ws = Workspace.open("w")
+    emb = np.asarray(ws.embeddings)
+    rows = np.repeat(np.arange(len(emb)), 3)
+    Workspace.create(ws.root, ws.segments, emb, embedder="synthetic", sample_rate=16000,
+                     windows=Windows(np.repeat(emb, 3, axis=0) * 0.9, rows))  # fmt: skip
+    win = np.load(trained_ws / "windows.npy")
+    sae_row = int(np.flatnonzero(ws.segments["split"].to_numpy() == "sae")[2])
+    win[3 * sae_row + 1, 4] = np.nan  # the second window of a training segment, edited by hand
+    np.save(trained_ws / "windows.npy", win)
+    before = snapshot(data_root)
+    out = run_cli("train", "--workspace", "w", *TINY, "--rows", "windows")
+    sid = ws.segments["segment_id"].iloc[sae_row]
+    assert_refused(
+        out,
+        "1 window row(s) contain NaN or inf",
+        f"first: window {3 * sae_row + 1} of {trained_ws / 'windows.npy'}, segment row {sae_row}, segment {sid}",
+        before=before,
+        roots=[data_root],
+    )
