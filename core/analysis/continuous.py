@@ -56,6 +56,11 @@ _VERSION = 1
 MIN_ROWS = 30
 """Fewest finite values an attribute needs on the analysed rows: 10 quantile bins of fewer than
 3 rows each say nothing."""
+MIN_DISTINCT = 5
+"""Fewest distinct values an attribute needs on the analysed rows. With fewer, the quantile bins
+are the values themselves (k values give at most k - 1 bins; two values a single bin, where no
+latent can be concentrated and the test answers nothing), and a latent per value is a categorical
+code, which `identify` measures."""
 MIN_ACTIVE_SPEARMAN = 5
 """Fewest active rows for spearman_active: a rank correlation over fewer is noise."""
 MIN_ACTIVE_ROWS = 10
@@ -403,7 +408,8 @@ def check_attribute(ws: Workspace, attribute: str) -> None:
 
 def attribute_values(ws: Workspace, attribute: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(workspace rows analysed, the attribute there as float64, where they come from); InputError
-    when fewer than MIN_ROWS are finite or the attribute is constant there."""
+    when fewer than MIN_ROWS are finite, or the attribute is constant there or takes fewer than
+    MIN_DISTINCT values."""
     from core.analysis.suggestions import suggestion_rows
 
     check_attribute(ws, attribute)
@@ -423,6 +429,14 @@ def attribute_values(ws: Workspace, attribute: str) -> tuple[np.ndarray, np.ndar
         raise InputError(
             f"workspace {ws.name}: attribute {attribute!r} is constant ({values[0]:g}) on the {len(rows)} "
             f"analysed segments ({where}): nothing to correlate"
+        )
+    distinct = np.unique(values)
+    if len(distinct) < MIN_DISTINCT:
+        shown = ", ".join(f"{v:g}" for v in distinct)
+        raise InputError(
+            f"workspace {ws.name}: attribute {attribute!r} takes {len(distinct)} distinct values ({shown}) on "
+            f"the {len(rows)} analysed segments ({where}): too few to bin (the binning test needs at least "
+            f"{MIN_DISTINCT}); a category: `identify` analyses it"
         )
     return rows, values, where
 

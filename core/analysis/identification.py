@@ -46,7 +46,7 @@ CELL_FIELDS = (
     "n_test_segments",
 )
 """What a model's result says about its detector on the test split (the grid's cell)."""
-_VERSION = 2  # 2: precision/recall intervals and the test speakers behind them
+_VERSION = 3  # 2: precision/recall intervals and the test speakers behind them; 3: none from one speaker
 KIND = IDENTIFICATION_SUBDIR
 
 

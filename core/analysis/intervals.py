@@ -11,7 +11,8 @@ per-speaker counts C [speakers, 3] (true positives, false positives, false negat
 resample's counts at once as W @ C.
 
 A workspace without a speaker column has no speakers to resample: the segments are resampled
-instead, and the plan says so (`unit` 'segment', `note`).
+instead, and the plan says so (`unit` 'segment', `note`). One test speaker has no interval: it
+is [0, 1] (MIN_GROUPS), so no cell reaches the bar on one person, and `note` says so.
 
     plan = BootstrapPlan.for_test_split(ws, ds)          # ds: a FeatureDataset
     ci = plan.intervals(pred, ds.y_test)                 # Intervals(precision_lo, ..., recall_hi)
@@ -29,6 +30,12 @@ from core.errors import InputError
 UNIT_SPEAKER = "speaker"
 UNIT_SEGMENT = "segment"
 NO_SPEAKER_NOTE = "no speaker column: the intervals resample test segments, not speakers"
+MIN_GROUPS = 2
+"""Fewest test speakers (or segments) a bootstrap can say anything with: every resample of one
+speaker is that speaker, so its interval would be the point estimate itself (width 0), and a
+cell at 100 % would pass the lower-bound bar on one person. With fewer, the interval is the
+whole [0, 1] (nothing known) and the plan's note says so."""
+ONE_GROUP_NOTE = "one test {unit}: no interval (every resample draws the same test set), shown as [0, 100]"
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,8 @@ class BootstrapPlan:
 
     @property
     def note(self) -> str | None:
+        if self.n_groups < MIN_GROUPS:
+            return ONE_GROUP_NOTE.format(unit=self.unit)
         return NO_SPEAKER_NOTE if self.unit == UNIT_SEGMENT else None
 
     @property
@@ -146,7 +155,10 @@ class BootstrapPlan:
         return self.n_groups if self.unit == UNIT_SPEAKER else None
 
     def intervals(self, pred, y) -> Intervals:
-        """Percentile intervals of the precision and recall of detector `pred` on the test labels `y`."""
+        """Percentile intervals of the precision and recall of detector `pred` on the test labels `y`
+        ([0, 1] each with fewer than MIN_GROUPS test groups)."""
+        if self.n_groups < MIN_GROUPS:
+            return Intervals(0.0, 1.0, 0.0, 1.0)
         boot = self.weights @ group_counts(self.group_index, self.n_groups, pred, y)  # [resamples, 3]
         precision, recall = precision_recall(boot[:, 0], boot[:, 1], boot[:, 2])
         return Intervals(

@@ -83,8 +83,9 @@ def warn_unusable_models(
     ws: Workspace | str, model_workspace: Workspace | str | None = None
 ) -> list[ModelRef]:
     """What a command calls first: the usable SAEs, after one `warning: ...` line on stderr per
-    model folder left out (or whose metrics are unreadable), saying why, and one naming the models
-    trained on other content than the workspace holds now; InputError listing the folders when
+    model folder left out (or whose metrics are unreadable), saying why, one naming the models
+    trained on other content than the workspace holds now, and one per pool workspace changed or
+    gone since models were trained with it (pool_changed); InputError listing the folders when
     none is usable."""
     refs, problems = usable_model_refs(ws, model_workspace)
     for p in problems:
@@ -98,7 +99,40 @@ def warn_unusable_models(
             file=sys.stderr,
             flush=True,
         )
+    for line in pool_changed(refs):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     return refs
+
+
+def pool_changed(refs: list[ModelRef]) -> list[str]:
+    """One line per pool workspace (`train --pool`) that changed or is gone since models of `refs`
+    were trained with its rows: '<models> were trained with the rows of pool workspace P as it
+    was; it has changed since (...)'. The models stay usable as they are (their weights, and so
+    every cache keyed on them, did not change); `train --pool P` retrains them."""
+    from core.sae.catalog import read_cfg
+
+    by_pool: dict[tuple[str, str], list[str]] = {}
+    for r in refs:
+        try:
+            pool = read_cfg(r.path)["voxsae"].get("pool") or []
+        except VoxSAEError:
+            continue
+        for p in pool if isinstance(pool, list) else []:
+            if not isinstance(p, dict):
+                continue
+            name, path = str(p.get("name", "")), str(p.get("path", ""))
+            try:
+                now = Workspace.open(path).fingerprint if path else None
+            except (VoxSAEError, OSError):
+                now = None
+            if now != p.get("fingerprint"):
+                state = "is gone or unreadable" if now is None else "has changed since"
+                by_pool.setdefault((name, f"{path} {state}"), []).append(r.name)
+    return [
+        f"model(s) {', '.join(names)} were trained with the rows of pool workspace {name} as it was; "
+        f"{where} (`python -m core train --pool {name}` retrains them)"
+        for (name, where), names in by_pool.items()
+    ]
 
 
 def trained_elsewhere(ws: Workspace, refs: list[ModelRef]) -> list[str]:

@@ -28,7 +28,6 @@ from core.analysis.grid import BAR, lower_bounds_reach
 from core.analysis.seeds import load_seed_spread, spread_text
 from core.analysis.store import CONTENT_KEY, INPUTS, ResultStore
 from core.constants import REPORT_HTML, REPORT_JSON
-from core.errors import InputError
 from core.workspace.workspace import Workspace
 
 CI_RULE = "lower bounds of the 95% CIs"  # how a cell is judged at the bar (core.analysis.grid.at_bar)
@@ -616,11 +615,10 @@ def main(args) -> int:
     from core.analysis.models import warn_unusable_models
 
     ws = Workspace.open(args.workspace)
-    across = tuple(Workspace.open(w) for w in args.across)  # each named workspace exists, before any work
-    for name, other in zip(args.across, across, strict=True):
-        if other.root == ws.root:
-            raise InputError(f"report: --across {name} is the workspace itself; name another one")
+    from core.analysis.universality import check_across
+
     warn_unusable_models(ws)
+    across = check_across(ws, args.across)  # each named workspace usable, before any work
     report, _ = write_report(ws, across=across)
     for f in report["features"]:
         print(f"{f['attribute']}: {f['identification']['reading']}")

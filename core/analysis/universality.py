@@ -44,7 +44,7 @@ from core.analysis.store import ResultStore
 from core.constants import DEFAULT_FEATURES
 from core.errors import InputError, VoxSAEError
 from core.sae.catalog import ModelInfo, get_model
-from core.workspace.workspace import Workspace
+from core.workspace.workspace import Workspace, open_distinct
 
 KIND = "universality"  # analyses/universality/
 UNIVERSAL_CORRELATION = 0.7
@@ -433,6 +433,36 @@ def feature_universality(ws, model: str, *, across=()) -> dict:
         }
     return {"model": model, "workspace": ws.name, "threshold": UNIVERSAL_CORRELATION, "rows": rows,
             "features": verdicts}  # fmt: skip
+
+
+def check_across(ws: Workspace, names) -> tuple[Workspace, ...]:
+    """The workspaces `report --across` names, opened and checked before any work, each refusal
+    naming `--across NAME`: it exists, is not `ws` itself nor named twice, has a usable model (a
+    model folder left out is said on stderr, as every command does) and shares at least
+    MIN_SEGMENTS segments with `ws` (shared_rows). Without this a workspace of no models, or of
+    only unusable ones, read as 'no other embedder compared', and another corpus failed after
+    the whole report's analyses had run."""
+    from core.analysis.models import warn_unusable_models
+
+    out = open_distinct(
+        ws,
+        names,
+        "report: --across",
+        itself="the workspace itself",
+        listed="named (as {name})",
+        once="name each once",
+    )
+    for name, other in zip(names, out, strict=True):
+        try:
+            if not warn_unusable_models(other):
+                raise InputError(
+                    f"workspace {other.name} has no trained models (run `python -m core train --workspace "
+                    f"{other.name}`)"
+                )
+            shared_rows(ws, other)
+        except VoxSAEError as exc:
+            raise type(exc)(f"report: --across {name}: {exc}") from None
+    return tuple(out)
 
 
 def universality_reading(summary: dict) -> str:

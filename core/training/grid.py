@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from core.constants import DEFAULT_WORKSPACE, SPLIT_SAE, TRAINING_DIR, TRAINING_STATE
+from core.constants import DEFAULT_WORKSPACE, SPLIT_SAE, TRAINING_DIR, TRAINING_STATE, WINDOWS_NPY
 from core.errors import InputError, VoxSAEError
 from core.sae import ARCHITECTURES, SAE, SAEConfig, create_sae, geometric_median
 from core.sae.catalog import list_models, read_cfg
@@ -191,6 +191,17 @@ def _first_row(ws: Workspace, rows: np.ndarray, mask: np.ndarray) -> tuple[int, 
     return bad.size, f"first: row {int(bad[0])}, segment {sid}"
 
 
+def _first_window(ws: Workspace, owner: np.ndarray, bad: np.ndarray) -> tuple[int, str]:
+    """(how many windows `bad` lists, 'first: window 40 of .../windows.npy, segment row 6, segment
+    s000006'): the window itself, since a segment's row number alone points at the wrong file."""
+    row = int(owner[bad[0]])
+    sid = ws.segments["segment_id"].iloc[row]
+    return (
+        bad.size,
+        f"first: window {int(bad[0])} of {ws.root / WINDOWS_NPY}, segment row {row}, segment {sid}",
+    )
+
+
 def training_arrays(
     ws: Workspace, kind: str, rows: np.ndarray, data: np.ndarray, parts: tuple[np.ndarray, ...]
 ) -> list[np.ndarray]:
@@ -211,7 +222,7 @@ def training_arrays(
     for part in parts:
         mine = np.flatnonzero(np.isin(owner, rows[part]))
         x = np.asarray(windows.embeddings[mine], dtype=np.float32)
-        _refuse_unusable(ws, x, lambda mask, mine=mine: _first_row(ws, owner[mine], mask), "window")
+        _refuse_unusable(ws, x, lambda mask, mine=mine: _first_window(ws, owner, mine[mask]), "window")
         out.append(x if kind == "windows" else np.concatenate([data[part], x]))
     return out
 

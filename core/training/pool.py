@@ -20,8 +20,8 @@ workspace's own segments.
 
 from __future__ import annotations
 
-from core.errors import InputError, VoxSAEError
-from core.workspace.workspace import Workspace
+from core.errors import InputError
+from core.workspace.workspace import Workspace, open_distinct
 
 
 def parse_pool(text: str | None) -> tuple[str, ...]:
@@ -36,19 +36,18 @@ def parse_pool(text: str | None) -> tuple[str, ...]:
 
 def resolve_pool(ws: Workspace, names) -> list[Workspace]:
     """The pool workspaces of `ws`, opened and checked (see module doc)."""
-    out: list[Workspace] = []
-    seen = {ws.root.resolve(): f"the workspace being trained ({ws.name})"}
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"--pool: {name!r} is not a workspace name or path")
-        try:
-            other = Workspace.open(name)
-        except VoxSAEError as exc:
-            raise type(exc)(f"--pool {name}: {exc}") from None
-        root = other.root.resolve()
-        if root in seen:
-            raise InputError(f"--pool {name}: {root} is already {seen[root]}; pool each workspace once")
-        seen[root] = f"in the pool (as {name})"
+    pool = open_distinct(
+        ws,
+        names,
+        "--pool",
+        itself=f"the workspace being trained ({ws.name})",
+        listed="in the pool (as {name})",
+        once="pool each workspace once",
+    )
+    for name, other in zip(names, pool, strict=True):
         if other.embedder != ws.embedder:
             raise InputError(
                 f"--pool {name}: workspace {other.name} was embedded with {other.embedder!r}, "
@@ -59,8 +58,7 @@ def resolve_pool(ws: Workspace, names) -> list[Workspace]:
                 f"--pool {name}: workspace {other.name} has {other.dim}-d embeddings, "
                 f"workspace {ws.name} {ws.dim}-d; a pool must share one dimension"
             )
-        out.append(other)
-    return out
+    return pool
 
 
 def pool_key(pool: list[Workspace]) -> list[dict]:

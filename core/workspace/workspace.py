@@ -11,6 +11,7 @@
     announce_replacement(root, command)         one stderr line when a command replaces a workspace
     Workspace.create(name_or_path, segments, embeddings, ...) -> Workspace   (new or replaced)
     Workspace.open(name_or_path) -> Workspace
+    open_distinct(ws, names, flag, ...) -> [Workspace]   other workspaces a flag lists (--pool, --across)
 
 A workspace is only ever written into a folder that is new, empty or already a VoxSAE workspace
 (never over a user's own files). Creating one stages the new corpus files in a hidden folder
@@ -75,7 +76,7 @@ from core.constants import (
     WORKSPACE_JSON,
     data_root,
 )
-from core.errors import InputError, NotFoundError
+from core.errors import InputError, NotFoundError, VoxSAEError
 
 logger = logging.getLogger(__name__)
 
@@ -865,3 +866,23 @@ class Workspace:
                 key = col + COLUMN_SUFFIX if col in SUMMARY_FIELDS else col
                 out[key] = {k: int(v) for k, v in values.value_counts().sort_index().items()}
         return out
+
+
+def open_distinct(ws: Workspace, names, flag: str, *, itself: str, listed: str, once: str) -> list[Workspace]:
+    """The workspaces `names` (the values of `flag`, e.g. '--pool'), opened, each refused with one
+    error naming `flag NAME` when it is missing or broken, or is `ws` itself (`itself` says what
+    that is) or one listed before (by name or by path: `listed`, formatted with the earlier
+    name, says as what); `once` ends that refusal with the advice."""
+    out: list[Workspace] = []
+    seen = {ws.root.resolve(): itself}
+    for name in names:
+        try:
+            other = Workspace.open(name)
+        except VoxSAEError as exc:
+            raise type(exc)(f"{flag} {name}: {exc}") from None
+        root = other.root.resolve()
+        if root in seen:
+            raise InputError(f"{flag} {name}: {root} is already {seen[root]}; {once}")
+        seen[root] = listed.format(name=name)
+        out.append(other)
+    return out

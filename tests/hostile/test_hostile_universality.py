@@ -213,7 +213,7 @@ def test_mfcc_stats_takes_no_checkpoint(data_root, tmp_path):
     ("argv", "needles"),
     [
         (["report", "--workspace", "w", "--across", "nope"], ["nope"]),
-        (["report", "--workspace", "w", "--across", "w"], ["--across w is the workspace itself"]),
+        (["report", "--workspace", "w", "--across", "w"], ["--across w:", "is already the workspace itself"]),
         (
             ["demo-corpus", "--workspace", "d2", "--audio-from", "w", "--scale", "0.05"],
             ["--audio-from w", "was not built by demo-corpus"],

@@ -115,6 +115,8 @@ def test_windows_without_windows_and_an_unknown_kind_are_refused(tmp_path, capsy
     bad[4, 0] = np.inf  # written behind the workspace's back: windows 3-5 are segment 2's (sae split)
     np.save(win.root / "windows.npy", bad)
     with pytest.raises(
-        InputError, match=r"1 window row\(s\) contain NaN or inf \(first: row 2, segment s000002\)"
+        InputError,
+        match=r"1 window row\(s\) contain NaN or inf \(first: window 4 of .*windows.npy, segment row 2, "
+        r"segment s000002\)",
     ):
         train_grid(Workspace.open(win.root), TrainConfig(rows="windows", **SMALL), progress=False)
