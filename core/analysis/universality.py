@@ -437,7 +437,7 @@ def feature_universality(ws, model: str, *, across=()) -> dict:
 
 def check_across(ws: Workspace, names) -> tuple[Workspace, ...]:
     """The workspaces `report --across` names, opened and checked before any work, each refusal
-    naming `--across NAME`: it exists, is not `ws` itself nor named twice, has a usable model (a
+    naming `--across NAME`: it exists, is not `ws` itself nor named twice, is of another embedder, has a usable model (a
     model folder left out is said on stderr, as every command does) and shares at least
     MIN_SEGMENTS segments with `ws` (shared_rows). Without this a workspace of no models, or of
     only unusable ones, read as 'no other embedder compared', and another corpus failed after
@@ -453,6 +453,12 @@ def check_across(ws: Workspace, names) -> tuple[Workspace, ...]:
         once="name each once",
     )
     for name, other in zip(names, out, strict=True):
+        if other.embedder == ws.embedder:  # its SAEs would be reported as "another embedder"
+            raise InputError(
+                f"report: --across {name}: workspace {other.name} is embedded with {other.embedder!r} too; "
+                "--across compares another embedder of the same audio (for two workspaces of one embedder "
+                "use `python -m core universality --model-workspace`)"
+            )
         try:
             if not warn_unusable_models(other):
                 raise InputError(

@@ -228,6 +228,18 @@ def test_across_the_same_workspace_twice(trained_ws, data_root):
     )
 
 
+def test_across_a_workspace_of_the_same_embedder(trained_ws, data_root):
+    seg = pd.read_parquet(trained_ws / "segments.parquet")
+    same = Workspace.create(
+        "w4", seg, np.load(trained_ws / "embeddings.npy"), embedder=Workspace.open("w").embedder,
+        sample_rate=16000,
+    )  # fmt: skip
+    shutil.copytree(trained_ws / "models", same.models_dir)
+    _across_refused(
+        data_root, "w4", needles=["report: --across w4", "is embedded with", "too", "--model-workspace"]
+    )
+
+
 # -- train --rows windows: a window file edited by hand ------------------------------------------
 def test_a_nan_window_is_named_by_its_window_and_file(trained_ws, data_root):
     from core.workspace.workspace import Windows
