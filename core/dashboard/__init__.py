@@ -14,6 +14,8 @@ What the pages show, one module per concern:
 - `steering_view`: the steering session, signed slider, chosen samples, chart frames and tables.
 - `labeling_view`: label suggestions, history and label tables.
 - `probe`: embedding a clip, its active latents and nearest catalogue segments.
+- `nearest_index`: the nearest catalogue segments by cosine, from a faiss vector index stored
+  under cache/ (keyed on the fingerprint) on big workspaces, brute force on small ones.
 - `continuous_view`: a model's `continuous` result for one attribute, its figure and its
   top-latents table with links.
 - `universality_view`: a latent's matches in the other SAEs it was compared with (stored
@@ -21,7 +23,7 @@ What the pages show, one module per concern:
 
 Around them: `cache_keys` (what the pages' st.cache_* entries are keyed on: workspace folder
 and content (fingerprint + segment table digest), model weights version, stored analyses'
-bytes), `cache` (the `dashboard-cache` command: latent index of every usable model + UMAP) and `chromium` (headless Chromium settings for the
+bytes), `cache` (the `dashboard-cache` command: latent index of every usable model + UMAP + nearest-segment index) and `chromium` (headless Chromium settings for the
 browser test and the speed bench).
 
 May import: every layer below (core.analysis, core.labels, core.sae, core.workspace, core.audio,

@@ -1,6 +1,7 @@
 """`python -m core dashboard-cache`: precompute what the dashboard reads, each only when missing:
-the latent index of every usable model (core.dashboard.browse) and the 2-D UMAP map
-(core.dashboard.projection). `make demo` runs it before serving the dashboard. A model folder
+the latent index of every usable model (core.dashboard.browse), the 2-D UMAP map
+(core.dashboard.projection) and, on a workspace of at least nearest_index.MIN_INDEX_ROWS rows,
+the vector index of nearest segments (core.dashboard.nearest_index). `make demo` runs it before serving the dashboard. A model folder
 that cannot be used is named on stderr with the reason (one `warning: ...` line each); when none
 is usable the command fails with one error listing them. Each cached thing is keyed on the
 content it is computed from, so a changed corpus or model is computed anew."""
@@ -28,6 +29,7 @@ def main(args) -> int:
     for m in tqdm(models, desc="latent indexes", unit="model"):
         ensure_index(ws, m.name)
     print(f"latent indexes of {len(models)} model(s): {ws.cache_dir / 'browse'}")
+    print(nearest_index_line(ws))
     if not args.no_umap:
         if load_projection(ws) is None:
             from core.dashboard.projection import compute_projection
@@ -42,3 +44,13 @@ def main(args) -> int:
             bar.close()
         print(f"UMAP map: {projection_path(ws)}")
     return 0
+
+
+def nearest_index_line(ws) -> str:
+    """Build the nearest-segment index when missing or unusable; one line saying what there is."""
+    from core.dashboard import nearest_index
+
+    built = nearest_index.ensure_index(ws)
+    if built is None:
+        return f"nearest segments: brute force ({len(ws):,} rows, under {nearest_index.DEFAULT_SETTINGS.min_rows:,})"
+    return f"nearest-segment index ({built.rows:,} rows, {built.lists} lists): {built.path}"

@@ -1,6 +1,6 @@
 """Probing a clip: embed an uploaded file or a microphone recording (or take a catalogue
 segment's embedding), then its active latents (with labels and associations) and its nearest
-catalogue segments by cosine.
+catalogue segments by cosine (core.dashboard.nearest_index: a vector index on big workspaces).
 
 An upload (embed_upload) and a recording (embed_recording, the WAV st.audio_input gives) take one
 path: the bytes are checked (type, size, length, decodable, not silence), the audio is cut into
@@ -25,7 +25,6 @@ from core.constants import SAMPLE_RATE
 from core.errors import InputError, VoxSAEError
 from core.workspace.workspace import COLUMN_SUFFIX
 
-NEAREST_CHUNK_ROWS = 131_072
 NEAREST_ADDED = ("row", "cosine")
 """Columns the nearest-segments table adds in front of the segment's own; a metadata column of the
 same name is kept as `NAME (column)` (workspace.COLUMN_SUFFIX)."""
@@ -231,56 +230,15 @@ def _check_duration(seconds: float, shown: str, *, min_s: float = MIN_UPLOAD_S) 
 
 
 # -- nearest catalogue segments -----------------------------------------------------------------
-def _embedding_chunks(ws, chunk_rows: int = NEAREST_CHUNK_ROWS):
-    """(start, float32 [n, dim]) chunks of embeddings.npy read with plain file reads, not the
-    memory map: a full scan then does not leave 1 GB of mapped pages resident in the server."""
-    from core.constants import EMBEDDINGS_NPY
-
-    path = ws.root / EMBEDDINGS_NPY
-    with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        shape, fortran, dtype = readers[version](fh) if version in readers else ((), True, None)
-        if fortran or len(shape) != 2 or dtype != np.float32:
-            x = np.asarray(ws.embeddings, dtype=np.float32)  # unusual layout: fall back to the map
-            for a in range(0, x.shape[0], chunk_rows):
-                yield a, np.asarray(x[a : a + chunk_rows])
-            return
-        n, dim = shape
-        for a in range(0, n, chunk_rows):
-            m = min(chunk_rows, n - a)
-            yield a, np.fromfile(fh, dtype=np.float32, count=m * dim).reshape(m, dim)
-
-
-def _row_norms(ws) -> np.ndarray:
-    cached = getattr(ws, "_voxsae_row_norms", None)
-    if cached is None:
-        cached = np.empty(len(ws), dtype=np.float32)
-        for a, x in _embedding_chunks(ws):
-            cached[a : a + len(x)] = np.linalg.norm(x, axis=1)
-        ws._voxsae_row_norms = cached
-    return cached
-
-
 def nearest_rows(
     ws, query: np.ndarray, k: int, exclude_row: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cosines) of the k catalogue segments nearest to `query` by cosine, best first."""
-    q = np.asarray(query, dtype=np.float32).ravel()
-    q = q / max(float(np.linalg.norm(q)), 1e-12)
-    norms = _row_norms(ws)
-    cos = np.empty(len(ws), dtype=np.float32)
-    for a, x in _embedding_chunks(ws):
-        cos[a : a + len(x)] = x @ q
-    cos /= np.maximum(norms, 1e-12)
-    if exclude_row is not None:
-        cos[int(exclude_row)] = -np.inf
-    k = min(k, len(cos) - (exclude_row is not None))  # the excluded row is never among them
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, float)
-    near = np.argpartition(-cos, k - 1)[:k]
-    near = near[np.argsort(-cos[near])]
-    return near.astype(np.int64), cos[near].astype(float)
+    """(rows, cosines) of the k catalogue segments nearest to `query` by cosine, best first: the
+    workspace's vector index where it has one, brute force below its row threshold
+    (core.dashboard.nearest_index)."""
+    from core.dashboard.nearest_index import nearest_rows as indexed_nearest_rows
+
+    return indexed_nearest_rows(ws, query, k, exclude_row)
 
 
 # -- the probe ----------------------------------------------------------------------------------
