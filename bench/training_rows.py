@@ -107,7 +107,7 @@ def main() -> int:
     p.add_argument("--parts", default="rows,pool")
     args = p.parse_args()
     ws = Workspace.open(args.workspace)
-    seeds = parse_int_list("--seeds", args.seeds)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     grid = {"latents": parse_int_list("--latents", args.latents), "ks": parse_int_list("--k", args.k)}
     parts = set(args.parts.split(","))
     figures: dict[str, dict[str, list[float]]] = {}

@@ -54,6 +54,15 @@ def number_problem(value: Any, minimum: float = -math.inf, strict: bool = False)
     return None
 
 
+def auxk_ratio(error: Tensor, residual_variance: Tensor) -> Tensor:
+    """AuxK loss: the dead latents' reconstruction error over the residual's variance in the batch,
+    0 where that variance is 0 (a batch of one row, or identical rows: the last partial batch can
+    hold one). Dividing by 0 there gave inf, which nan_to_num turned into 3e38 and the weights
+    into inf; the safe denominator also keeps the gradient finite."""
+    ok = residual_variance > 0
+    return torch.where(ok, torch.nan_to_num(error / torch.where(ok, residual_variance, 1.0)), 0.0)
+
+
 class Option(NamedTuple):
     """One architecture-specific hyper-parameter (SAE.options)."""
 
@@ -341,7 +350,7 @@ class SAE(nn.Module):
         residual = (x - recon).detach()
         aux_recon = z_aux @ self.W_dec
         denom = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-        return torch.nan_to_num((aux_recon - residual).pow(2).sum(-1).mean() / denom)
+        return auxk_ratio((aux_recon - residual).pow(2).sum(-1).mean(), denom)
 
     def reference_loss(self, x: Tensor, scale: float, dead: Tensor | None = None) -> LossOutput:
         """Dense training loss of this model on batch x; `scale` = mean ||x - mean||^2 of the data."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.sae import ARCHITECTURES, SAE, SAEConfig, cpu_topk, create_sae
-from core.sae.base import StackCodes
+from core.sae.base import StackCodes, auxk_ratio
 from core.sae.sparse import BagDecode, topk_indices
 
 _HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_")
@@ -272,7 +272,7 @@ class SAEStack(nn.Module):
         aux_recon = self._bag_decode(aidx, avals.view(n, self.M, kaux))
         residual = (x[:, None, :] - recon).detach()
         denom = (residual - residual.mean(0)).pow(2).sum(-1).mean(0)
-        aux = torch.nan_to_num((aux_recon - residual).pow(2).sum(-1).mean(0) / denom)
+        aux = auxk_ratio((aux_recon - residual).pow(2).sum(-1).mean(0), denom)
         return aux * dead.any(-1)
 
     @torch.no_grad()

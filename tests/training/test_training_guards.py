@@ -248,3 +248,25 @@ def test_the_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path):
     estimate, measured = map(int, proc.stdout.split())
     assert measured > 100e6  # the run really allocated what is estimated
     assert 0.8 < estimate / measured < 1.25, (estimate, measured)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_a_last_batch_of_one_row_keeps_the_auxk_loss_finite(arch):
+    """The AuxK loss divides by the residual's variance in the batch, which is 0 for a batch of
+    one row (the last partial batch of an epoch can hold one): it gave inf, then inf weights."""
+    from core.sae.stack import SAEStack
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    stack = SAEStack([SAEConfig(arch, d_in=8, d_sae=32, k=2, seed=0)])
+    stack.since_fired.fill_(10**6)  # every latent dead: the AuxK term is on
+    out = stack.train_step(x[:1], scale=float(x.var(0).sum()), lr=1e-3)
+    assert torch.isfinite(out.loss).all() and float(out.aux.sum()) == 0.0
+    assert all(torch.isfinite(p).all() for p in stack.parameters())
+    # a batch of several rows still gets its AuxK loss
+    out = stack.train_step(x[:16], scale=float(x.var(0).sum()), lr=1e-3)
+    assert float(out.aux.sum()) > 0.0
+    # and the dense reference agrees: 0 on one row
+    sae = ARCHITECTURES[arch](SAEConfig(arch, d_in=8, d_sae=32, k=2, seed=0))
+    dead = torch.ones(32, dtype=torch.bool)
+    assert float(sae.reference_loss(x[:1], float(x.var(0).sum()), dead=dead).aux.detach()) == 0.0
