@@ -13,6 +13,9 @@
   validation segment's windows are never trained on. A workspace without windows refuses
   `--rows windows|both` saying how to get them. `--pool W2,W3` appends the training rows of
   those workspaces (same embedder and dim; core.training.pool), split and expanded the same way.
+* Training rows above TrainConfig.stream_above_bytes (2 GB) are streamed from the memory-mapped
+  files in shards (core.training.shards) instead of held in one tensor; validation rows stay in
+  memory; the order stays a pure function of (seed, epoch).
 * The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
   x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
 * Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
