@@ -1,6 +1,7 @@
 """SAE training speed, from one run on one machine (CPU unless CUDA is present).
 
     .venv/bin/python bench/train_speed.py [--rows 1100000] [--device cpu] [--threads N]
+                                          [--stream-rows 2000000] [--stream-steps 200] [--only stream]
 
 1. Encoder forward (pre-activations + TopK, K=20) GFLOP/s for latents 200, 600, 1200 against a
    plain torch matmul of the same shape [B, d_in] @ [d_in, L] timed in the same run, and training
@@ -12,18 +13,31 @@
    ours trains every model from each batch in one pass; SAELens trains the 42 models one by one.
    Both per-epoch times are extrapolated from a measured number of steps (said in the output).
 
+4. Streamed training (core.training.shards) on a `--stream-rows` x 192 synthetic memory-mapped file
+   (written once under $TMPDIR, reused): each path in a child process of its own, so its peak RSS
+   (VmHWM) is its own - the in-memory path (every training row in one tensor,
+   shuffled_batches) and the streamed one (the up-front scan, then StreamedBatches with
+   TrainConfig's default shards and buffer); both keep 10 % validation rows in memory as
+   train_grid does and train one L600-K20 model for `--stream-steps` steps. `--stream-rows 0`
+   skips it; `--only stream` runs it alone.
+
 Last line: `peak_fraction=F saelens_ratio=R` - F = our encoder-forward GFLOP/s / matmul GFLOP/s at
-latents 600, K 20; R = SAELens grid epoch time / our grid epoch time.
+latents 600, K 20; R = SAELens grid epoch time / our grid epoch time; then
+`train_stream_rss_gb=... stream_samples_per_s=... inmemory_rss_gb=... inmemory_samples_per_s=...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,15 +136,131 @@ def saelens_model(d_sae: int, k: int, device, b_dec):
     return step
 
 
+def mapped_rows(rows: int) -> Path:
+    """A rows x 192 .npy file of synthetic() rows, written 100,000 at a time (never all in memory)."""
+    path = Path(tempfile.gettempdir()) / f"voxsae-bench-stream-{rows}x{D_IN}.npy"
+    if path.exists() and np.load(path, mmap_mode="r").shape == (rows, D_IN):
+        return path
+    tmp = path.with_suffix(".tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, D_IN))
+    for i in range(0, rows, 100_000):
+        n = min(100_000, rows - i)
+        out[i : i + n] = synthetic(n, seed=i).numpy()
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return path
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM (ru_maxrss survives exec, so a child would report its parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def stream_case(path: Path, mode: str, steps: int) -> dict:
+    """One path on the mapped file, as train_grid drives it (run in a child process)."""
+    from core.training.config import TrainConfig
+    from core.training.shards import Piece, RowSource, StreamedBatches, piece_scale
+    from core.training.trainer import shuffled_batches
+
+    cfg = TrainConfig()
+    arr = np.load(path, mmap_mode="r")
+    n = len(arr)
+    val_idx = np.arange(0, n, 10)
+    train_idx = np.setdiff1d(np.arange(n), val_idx)
+    t0 = time.perf_counter()
+    x_val = torch.from_numpy(RowSource([Piece(arr, val_idx)]).read(0, len(val_idx)))
+    if mode == "streamed":
+        source = RowSource([Piece(arr, train_idx)])
+        scale = source.scan().scale
+        batches = StreamedBatches(source, BATCH, 0, cfg.shard_rows, cfg.buffer_shards)
+    else:
+        x_train = torch.from_numpy(np.asarray(arr[train_idx], dtype=np.float32))
+        scale = piece_scale(x_train.numpy(), [len(train_idx)])
+        batches = shuffled_batches(x_train, BATCH, 0)
+    ready_s = time.perf_counter() - t0
+    st = our_stack(600, [20], torch.device("cpu"), x_val[:20_000].mean(0))
+    it = batches(0, 0)
+    st.train_step(next(it), scale, 1e-3)  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        st.train_step(next(it), scale, 1e-3)
+    per_s = steps * BATCH / (time.perf_counter() - t)
+    rss_gb = peak_rss_bytes() / 1e9
+    return {"mode": mode, "ready_s": ready_s, "samples_per_s": per_s, "rss_gb": rss_gb}
+
+
+def stream_bench(rows: int, steps: int) -> dict:
+    t = time.time()
+    path = mapped_rows(rows)
+    print(
+        f"\nstreamed vs in-memory on {rows} x {D_IN} mapped rows ({path.stat().st_size / 1e9:.2f} GB, ready in {time.time() - t:.0f}s), {steps} steps of L600-K20:"
+    )
+    out = {}
+    for mode in ("streamed", "inmemory"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--stream-case",
+                mode,
+                "--stream-file",
+                str(path),
+                "--stream-steps",
+                str(steps),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+        )
+        if proc.returncode:
+            print(f"  {mode}: failed ({proc.stderr.strip().splitlines()[-1:]})")
+            continue
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[mode] = res
+        print(
+            f"  {mode:<9} peak RSS {res['rss_gb']:.2f} GB, rows ready in {res['ready_s']:.1f}s "
+            f"({'the up-front check and scale scan' if mode == 'streamed' else 'loaded into one tensor'}), "
+            f"{res['samples_per_s']:.0f} samples/s"
+        )
+    return out
+
+
+def stream_figures(out: dict) -> str:
+    get = lambda mode, key: f"{out[mode][key]:.3g}" if mode in out else "nan"  # noqa: E731
+    return (
+        f"train_stream_rss_gb={get('streamed', 'rss_gb')} stream_samples_per_s={get('streamed', 'samples_per_s')} "
+        f"inmemory_rss_gb={get('inmemory', 'rss_gb')} inmemory_samples_per_s={get('inmemory', 'samples_per_s')}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_100_000)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--grid-steps", type=int, default=6, help="measured steps of the 42-model grid")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--stream-rows", type=int, default=2_000_000, help="rows of the streamed case (0: skip)")
+    ap.add_argument("--stream-steps", type=int, default=200, help="measured steps of the streamed case")
+    ap.add_argument("--only", choices=("stream",), default=None, help="run only the streamed case")
+    ap.add_argument("--stream-case", choices=("streamed", "inmemory"), help=argparse.SUPPRESS)
+    ap.add_argument("--stream-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stream_case:  # the child of stream_bench
+        print(json.dumps(stream_case(Path(args.stream_file), args.stream_case, args.stream_steps)))
+        return 0
+    if args.only == "stream":
+        print(f"torch threads={torch.get_num_threads()}, load avg {os.getloadavg()[0]:.1f}")
+        print(stream_figures(stream_bench(args.stream_rows, args.stream_steps)))
+        return 0
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.time()
@@ -204,8 +334,12 @@ def main() -> int:
         f"SAELens {sl_grid_step * 1e3:.0f} ms/step -> {sl_epoch:.0f}s/epoch ({sl_epoch / 60:.1f} min)\n"
         f"  epochs within 15 min: ours {900 / ours_epoch:.2f}, SAELens {900 / sl_epoch:.2f}"
     )
+    streamed = stream_bench(args.stream_rows, args.stream_steps) if args.stream_rows else {}
     print(f"bench wall time {time.time() - t0:.0f}s, load avg {os.getloadavg()[0]:.1f}")
-    print(f"peak_fraction={peak[600][1] / peak[600][0]:.3f} saelens_ratio={sl_epoch / ours_epoch:.2f}")
+    print(
+        f"peak_fraction={peak[600][1] / peak[600][0]:.3f} saelens_ratio={sl_epoch / ours_epoch:.2f}"
+        + (f" {stream_figures(streamed)}" if streamed else "")
+    )
     return 0
 
 

@@ -51,6 +51,19 @@ def segments_for(n: int, split: list[str] | None = None) -> pd.DataFrame:
     return df
 
 
+def windowed_workspace(root, x: np.ndarray, cycle: int, noise_seed: int, windows: bool = True):
+    """A synthetic workspace of x's rows, 2 of 3 in the sae split; segment i has 1 + i % cycle
+    windows (its embedding + noise), or none at all (windows=False)."""
+    from core.workspace.workspace import Windows, Workspace
+
+    n = len(x)
+    split = ["sae" if i % 3 else "feature" for i in range(n)]
+    owner = np.repeat(np.arange(n, dtype=np.int64), 1 + np.arange(n) % cycle)
+    noise = np.random.default_rng(noise_seed).normal(scale=0.05, size=(len(owner), x.shape[1]))
+    win = Windows((x[owner] + noise).astype(np.float32), owner) if windows else None
+    return Workspace.create(root, segments_for(n, split), x, embedder="synthetic", sample_rate=0, windows=win)
+
+
 def recovery(W_dec: np.ndarray, dirs: np.ndarray) -> float:
     """Mean over true directions of the max cosine to a learned decoder row."""
     w = W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True).clip(1e-12)

@@ -20,6 +20,8 @@ PAPER_KS = (5, 10, 15, 20, 25, 30, 35)
 ROW_KINDS = ("segments", "windows", "both")
 """What the SAEs train on (TrainConfig.rows)."""
 DEFAULT_ROWS = "segments"
+STREAM_FIELDS = ("stream_above_bytes", "shard_rows", "buffer_shards")
+"""TrainConfig fields of the streamed path (core.training.shards)."""
 MAX_SEED = 2**63 - 1
 """Largest seed torch.Generator.manual_seed takes as a signed 64-bit value."""
 
@@ -94,6 +96,18 @@ class TrainConfig:
     rows (`--pool`, core.training.pool); each must share its embedder and dimension. Their names
     and fingerprints enter the models' key (only when a pool is given)."""
 
+    stream_above_bytes: int = 2_000_000_000
+    """Memory budget of the training rows: when they hold more float32 bytes than this, batches
+    are read from the memory-mapped files in shards (core.training.shards) instead of from one
+    tensor of every row; 0 always streams. Validation rows stay in memory either way."""
+    shard_rows: int = 32_768
+    """Consecutive training rows per shard when streaming (the unit the epoch order permutes)."""
+    buffer_shards: int = 16
+    """Shards per shuffle buffer when streaming: rows are permuted within a buffer of this many
+    shards; this buffer and the next (read ahead) are what is held, 2 x 16 x 32,768 rows (about
+    0.5 GB at 192-d) by default. When one buffer holds every shard the order is the in-memory
+    path's; otherwise shard_rows and buffer_shards enter the models' key."""
+
     def __post_init__(self) -> None:
         for name, minimum, strict in (
             ("lr", 0.0, True),
@@ -102,7 +116,12 @@ class TrainConfig:
             ("tol", 0.0, False),
         ):
             _refuse(flag_of(name), getattr(self, name), number_problem(getattr(self, name), minimum, strict))
-        for name in ("max_epochs", "batch_size", "patience") + (
+        _refuse(
+            flag_of("stream_above_bytes"),
+            self.stream_above_bytes,
+            _integer_problem(self.stream_above_bytes, 0),
+        )
+        for name in ("max_epochs", "batch_size", "patience", "shard_rows", "buffer_shards") + (
             ("epochs",) if self.epochs is not None else ()
         ):
             _refuse(flag_of(name), getattr(self, name), _integer_problem(getattr(self, name), 1))
@@ -119,7 +138,8 @@ class TrainConfig:
 
     def key_fields(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("archs", "latents", "ks", "device", "sae_options", "pool"):  # pool: keyed by fingerprint
+        # pool: keyed by fingerprint; streaming: keyed by grid_specs only when it changes the order
+        for k in ("archs", "latents", "ks", "device", "sae_options", "pool", *STREAM_FIELDS):
             d.pop(k)
         if d["rows"] == DEFAULT_ROWS:  # the keys of models trained before `rows` existed stay valid
             d.pop("rows")

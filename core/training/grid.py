@@ -13,6 +13,9 @@
   validation segment's windows are never trained on. A workspace without windows refuses
   `--rows windows|both` saying how to get them. `--pool W2,W3` appends the training rows of
   those workspaces (same embedder and dim; core.training.pool), split and expanded the same way.
+* Training rows above TrainConfig.stream_above_bytes (2 GB) are streamed from the memory-mapped
+  files in shards (core.training.shards) instead of held in one tensor; validation rows stay in
+  memory; the order stays a pure function of (seed, epoch).
 * The grid comes from the registry (core.sae.ARCHITECTURES): every architecture x latent dim,
   x K for architectures with K (`uses_k`); models are named topk-L200-K20, relu-L200.
 * Models of one (architecture, latent dim) form one stack (core.sae.stack): one encoder matmul for
@@ -43,6 +46,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,7 +62,17 @@ from core.training import memory
 from core.training import pool as pooling
 from core.training import state as state_file
 from core.training.config import ROW_KINDS, TrainConfig, TrainResult, flag_of, option_flag
+from core.training.shards import (
+    SQUARED_NORM_LIMIT,  # noqa: F401 - where it was defined before core.training.shards
+    Piece,
+    RowProblems,
+    RowSource,
+    StreamedBatches,
+    piece_scale,
+    row_problems,
+)
 from core.training.trainer import (
+    EpochBatches,
     NamedStack,
     RunState,
     derived_seed,
@@ -88,8 +102,8 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
-    """Every model of the grid: name, SAE config and cache key."""
+def grid_specs(ws: Workspace, cfg: TrainConfig, layout: _Layout | None = None) -> list[_Spec]:
+    """Every model of the grid: name, SAE config and cache key (`layout`: the run's, when made)."""
     for arch in cfg.archs:
         if arch not in ARCHITECTURES:
             raise InputError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})")
@@ -99,6 +113,7 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
             f"option(s) {sorted(stray)} belong to no architecture of the grid ({', '.join(cfg.archs)})"
         )
     pool = pooling.pool_key(pooling.resolve_pool(ws, cfg.pool)) if cfg.pool else None
+    order = stream_order(cfg, layout or training_layout(ws, cfg))
     specs = []
     for arch in dict.fromkeys(cfg.archs):  # a value given twice (--latents 8,8) is one model
         impl = ARCHITECTURES[arch]
@@ -120,7 +135,8 @@ def grid_specs(ws: Workspace, cfg: TrainConfig) -> list[_Spec]:
                 except InputError as exc:
                     raise InputError(f"{name}: {exc}") from None
                 what = {"fingerprint": ws.fingerprint, "sae": sae_cfg.to_dict(), "train": cfg.key_fields()}
-                key = _hash(what if pool is None else {**what, "pool": pool})  # alone: keys as before
+                what = what if pool is None else {**what, "pool": pool}  # alone: keys as before
+                key = _hash(what if order is None else {**what, "stream": order})
                 specs.append(_Spec(name, sae_cfg, key))
     if not specs:
         raise InputError("the grid is empty (no architectures, latents or K values)")
@@ -152,11 +168,6 @@ def training_rows(ws: Workspace) -> np.ndarray:
     return np.arange(len(seg))
 
 
-SQUARED_NORM_LIMIT = float(np.finfo(np.float32).max) / 4
-"""Largest squared norm of a training row: the squared distance between two rows (a
-reconstruction error) can be 4x a row's own, and must stay within float32."""
-
-
 def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
     """(rows, float32 [n, dim]) of the training rows. Rows with NaN or inf, or so large that
     squared distances overflow float32 (embeddings near 1e38: the workspace accepts them, training
@@ -170,16 +181,19 @@ def load_training_data(ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
 def _refuse_unusable(ws: Workspace, x: np.ndarray, first_of, what: str) -> None:
     """InputError when a row of `x` holds NaN or inf or is too large to train on; first_of(mask)
     -> (count, where the first is) names it."""
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        n, first = first_of(~finite)
+    _refuse_problems(ws, row_problems(x), first_of, what)
+
+
+def _refuse_problems(ws: Workspace, found: RowProblems, first_of, what: str) -> None:
+    """_refuse_unusable from the rows' problems (the streamed path finds them chunk by chunk)."""
+    if found.nonfinite.any():
+        n, first = first_of(found.nonfinite)
         raise InputError(f"workspace {ws.name}: {n} {what} row(s) contain NaN or inf ({first})")
-    too_large = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)) > SQUARED_NORM_LIMIT
-    if too_large.any():
-        n, first = first_of(too_large)
+    if found.too_large.any():
+        n, first = first_of(found.too_large)
         raise InputError(
             f"workspace {ws.name}: {n} {what} row(s) are too large to train on ({first}; largest "
-            f"|value| {np.abs(x).max():.3g}): squared distances between them overflow float32; "
+            f"|value| {found.max_abs:.3g}): squared distances between them overflow float32; "
             "rescale the embeddings"
         )
 
@@ -210,14 +224,7 @@ def training_arrays(
     ('segments'), their windows in workspace order ('windows'), or both ('both')."""
     if kind == "segments":
         return [data[part] for part in parts]
-    windows = ws.windows
-    if windows is None:
-        raise InputError(
-            f"--rows {kind}: workspace {ws.name} has no window embeddings (made before ingest stored "
-            "them, or imported without --windows); re-ingest its audio (`python -m core ingest`), "
-            "rebuild it (`demo-corpus`), or import with --windows and --window-segments"
-        )
-    owner = np.asarray(windows.segment_rows)
+    windows, owner = _windows(ws, kind)
     out = []
     for part in parts:
         mine = np.flatnonzero(np.isin(owner, rows[part]))
@@ -225,6 +232,81 @@ def training_arrays(
         _refuse_unusable(ws, x, lambda mask, mine=mine: _first_window(ws, owner, mine[mask]), "window")
         out.append(x if kind == "windows" else np.concatenate([data[part], x]))
     return out
+
+
+def _windows(ws: Workspace, kind: str):
+    """(the workspace's Windows, their segment rows), or InputError saying how to get windows."""
+    windows = ws.windows
+    if windows is None:
+        raise InputError(
+            f"--rows {kind}: workspace {ws.name} has no window embeddings (made before ingest stored "
+            "them, or imported without --windows); re-ingest its audio (`python -m core ingest`), "
+            "rebuild it (`demo-corpus`), or import with --windows and --window-segments"
+        )
+    return windows, np.asarray(windows.segment_rows)
+
+
+def training_pieces(ws: Workspace, kind: str, rows: np.ndarray, part: np.ndarray) -> list[Piece]:
+    """training_arrays' rows of `part` unread: the memory-mapped arrays and positions in them."""
+    pieces = [Piece(ws.embeddings, rows[part])] if kind in ("segments", "both") else []
+    if kind in ("windows", "both"):
+        windows, owner = _windows(ws, kind)
+        pieces.append(Piece(windows.embeddings, np.flatnonzero(np.isin(owner, rows[part]))))
+    return pieces
+
+
+class _Layout(NamedTuple):
+    """Where a run's rows come from, before any is read."""
+
+    sources: list[Workspace]
+    """The workspace, then its pool."""
+    rows: list[np.ndarray]
+    """Each source's training rows (training_rows)."""
+    parts: list[tuple[np.ndarray, np.ndarray]]
+    """Each source's (train, validation) positions in its rows."""
+    train: list[Piece]
+    """Every source's training pieces, in order (what the SAEs are fed)."""
+    val: list[Piece]
+    """The same of the validation rows."""
+
+    @property
+    def n_train(self) -> int:
+        return sum(len(p.index) for p in self.train)
+
+
+def training_layout(ws: Workspace, cfg: TrainConfig) -> _Layout:
+    """The pool's training segments follow W's; the validation split is drawn over all of them,
+    then each workspace's share is expanded to what the SAEs see of it (segments, windows, both)."""
+    sources = [ws, *pooling.resolve_pool(ws, cfg.pool)]
+    rows = [training_rows(src) for src in sources]
+    tr_idx, va_idx = split_train_val(sum(len(r) for r in rows), cfg.val_fraction, cfg.seed)
+    parts, offset = [], 0
+    for r in rows:
+        n = len(r)
+        parts.append(tuple(idx[(idx >= offset) & (idx < offset + n)] - offset for idx in (tr_idx, va_idx)))
+        offset += n
+    pieces = [
+        [
+            p
+            for src, r, part in zip(sources, rows, parts, strict=True)
+            for p in training_pieces(src, cfg.rows, r, part[side])
+        ]
+        for side in (0, 1)
+    ]
+    return _Layout(sources, rows, parts, *pieces)
+
+
+def streams(cfg: TrainConfig, layout: _Layout) -> bool:
+    """The training rows hold more float32 bytes than cfg.stream_above_bytes (0: always)."""
+    return layout.n_train * layout.sources[0].dim * 4 > cfg.stream_above_bytes
+
+
+def stream_order(cfg: TrainConfig, layout: _Layout) -> dict | None:
+    """What of the streamed order enters the models' key: shard_rows and buffer_shards when the
+    run streams through more than one buffer (one buffer is the in-memory order: None)."""
+    if not streams(cfg, layout) or math.ceil(layout.n_train / cfg.shard_rows) <= cfg.buffer_shards:
+        return None
+    return {"shard_rows": cfg.shard_rows, "buffer_shards": cfg.buffer_shards}
 
 
 def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,32 +348,16 @@ def train_grid(
             f"--checkpoint-every {checkpoint_every_s!r}: must be a finite number of seconds >= 0"
         )
     device = resolve_device(cfg.device)
-    specs = grid_specs(ws, cfg)
+    layout = training_layout(ws, cfg)
+    specs = grid_specs(ws, cfg, layout)
     by_name = {s.name: s for s in specs}
     run_key = _hash({"models": sorted(s.key for s in specs)})
     state_path = ws.cache_dir / TRAINING_DIR / f"{run_key}-{TRAINING_STATE}"
 
-    rows, data = load_training_data(ws)
-    pool = pooling.resolve_pool(ws, cfg.pool)
-    # the pool's training segments follow W's; the validation split is drawn over all of them, then
-    # each workspace's share is expanded to what the SAEs see of it (segments, windows or both)
-    sources = [(ws, rows, data), *((p, *load_training_data(p)) for p in pool)]
-    tr_idx, va_idx = split_train_val(sum(len(r) for _, r, _ in sources), cfg.val_fraction, cfg.seed)
-    train_parts, val_parts, offset = [], [], 0
-    for src, src_rows, src_data in sources:
-        n = len(src_rows)
-        local = tuple(idx[(idx >= offset) & (idx < offset + n)] - offset for idx in (tr_idx, va_idx))
-        t, v = training_arrays(src, cfg.rows, src_rows, src_data, local)
-        train_parts.append(t)
-        val_parts.append(v)
-        offset += n
-    record = pooling.pool_record(pool, [len(r) for _, r, _ in sources[1:]])
-    train_rows, val_rows = np.concatenate(train_parts), np.concatenate(val_parts)
-    x_train = torch.from_numpy(train_rows).to(device)
-    x_val = torch.from_numpy(val_rows).to(device)
-    n_train = x_train.shape[0]
+    data = (_streamed_rows if streams(cfg, layout) else _in_memory_rows)(layout, cfg, device)
+    record = pooling.pool_record(layout.sources[1:], [len(r) for r in layout.rows[1:]])
+    n_train, n_val, x_val, scale = data.n_train, len(data.x_val), data.x_val, data.scale
     batch = max(1, min(cfg.batch_size, max(32, n_train // 32)))
-    scale = float(x_train.var(0, unbiased=False).double().sum())  # mean ||x - mean||^2
     if scale <= 0:
         raise InputError(f"workspace {ws.name}: all training embeddings are identical")
     dead_after = int(min(100_000, max(1_000, n_train // 2)))
@@ -303,7 +369,7 @@ def train_grid(
     if todo:  # before a single stack is allocated, a resumed one included
         names = [s.name for s in todo]
         need = memory.grid_estimate(
-            [cfg_of(n) for n in names], names, batch=batch, n_train=n_train, n_val=len(val_rows)
+            [cfg_of(n) for n in names], names, batch=batch, n_train=data.resident_rows, n_val=n_val
         )
         memory.check_fits(need, device)
     resumed = state_file.load_state(state_path, run_key, cfg_of, device)
@@ -318,7 +384,10 @@ def train_grid(
             if progress:
                 print(f"all {len(specs)} model(s) up to date in {ws.models_dir}", flush=True)
             return TrainResult([], cached, state_path)
-        groups = _new_stacks([cfg_of(s.name) for s in todo], [s.name for s in todo], x_train, scale, cfg.seed)
+        sample = data.rows_at(
+            torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed))[:20_000]
+        )
+        groups = _new_stacks([cfg_of(s.name) for s in todo], [s.name for s in todo], sample, scale, device)
         run = RunState()
 
     def on_finished(name: str, sae: SAE, metrics: dict) -> None:
@@ -326,7 +395,7 @@ def train_grid(
             sae,
             ws.models_dir / name,
             metrics=metrics,
-            info=_info(ws, by_name[name], cfg, n_train, len(val_rows), record),
+            info=_info(ws, by_name[name], cfg, n_train, n_val, record, data.streamed),
         )
 
     def on_checkpoint(groups: list[NamedStack], run: RunState) -> None:
@@ -334,7 +403,7 @@ def train_grid(
 
     run = train(
         groups,
-        shuffled_batches(x_train, batch, cfg.seed),
+        data.batches(batch),
         steps_per_epoch(n_train, batch),
         x_val,
         scale,
@@ -353,6 +422,96 @@ def train_grid(
     return TrainResult(run.trained, cached, state_path)
 
 
+class _Rows(NamedTuple):
+    """What a run trains from, in memory or streamed."""
+
+    n_train: int
+    x_val: torch.Tensor
+    """The validation rows (in memory on both paths)."""
+    scale: float
+    """mean ||x - mean||^2 of the training rows (the MSE's normaliser)."""
+    batches: Callable[[int], EpochBatches]
+    """batch size -> the epochs' batches."""
+    rows_at: Callable[[torch.Tensor], torch.Tensor]
+    """training row positions -> those rows (the initialisation sample)."""
+    resident_rows: int
+    """Training rows held in memory at once (what core.training.memory counts)."""
+    streamed: dict | None
+    """shard_rows and buffer_shards when streamed (recorded in cfg.json), else None."""
+
+
+def _in_memory_rows(layout: _Layout, cfg: TrainConfig, device: torch.device) -> _Rows:
+    """Every training row in one tensor; shuffled_batches cuts it."""
+    train_parts, val_parts = [], []
+    for src, rows, parts in zip(layout.sources, layout.rows, layout.parts, strict=True):
+        _, data = load_training_data(src)
+        t, v = training_arrays(src, cfg.rows, rows, data, parts)
+        train_parts.append(t)
+        val_parts.append(v)
+    train_rows = np.concatenate(train_parts)
+    x_train = torch.from_numpy(train_rows).to(device)
+    return _Rows(
+        len(train_rows),
+        torch.from_numpy(np.concatenate(val_parts)).to(device),
+        piece_scale(train_rows, [len(p.index) for p in layout.train]),
+        lambda batch: shuffled_batches(x_train, batch, cfg.seed),
+        lambda at: x_train[at.to(x_train.device)],
+        len(train_rows),
+        None,
+    )
+
+
+def _streamed_rows(layout: _Layout, cfg: TrainConfig, device: torch.device) -> _Rows:
+    """The training rows read in shards (core.training.shards), checked in one pass up front
+    with the errors of the in-memory path; the validation rows read into memory."""
+    source, val_source = RowSource(layout.train), RowSource(layout.val)
+    scan = source.scan()
+    x_val = val_source.read(0, len(val_source))
+    val_found = [
+        row_problems(x_val[a:b]) for a, b in zip(val_source.starts[:-1], val_source.starts[1:], strict=True)
+    ]
+    per_source = len(layout.train) // len(layout.sources)  # 1 piece per source, 2 for 'both'
+    checks = []  # the in-memory path's order: every source's segments, then each one's windows
+    for i, (src, rows, (tr, va)) in enumerate(zip(layout.sources, layout.rows, layout.parts, strict=True)):
+        if cfg.rows == "windows":  # segments checked though not trained on, as in memory
+            found = RowSource([Piece(src.embeddings, rows)]).scan().problems[0]
+        else:
+            found = _merged(len(rows), (tr, va), scan.problems[i * per_source], val_found[i * per_source])
+        checks.append(
+            (0, i, found, lambda mask, src=src, rows=rows: _first_row(src, rows, mask), "embedding")
+        )
+        if cfg.rows != "segments":
+            owner = np.asarray(src.windows.segment_rows)
+            for side, found in enumerate((scan.problems, val_found)):
+                mine = (layout.train, layout.val)[side][(i + 1) * per_source - 1].index
+                first_of = lambda mask, src=src, owner=owner, mine=mine: _first_window(src, owner, mine[mask])  # noqa: E731
+                checks.append((1, i, found[(i + 1) * per_source - 1], first_of, "window"))
+    for _, i, found, first_of, what in sorted(checks, key=lambda c: c[:2]):
+        _refuse_problems(layout.sources[i], found, first_of, what)
+    resident = min(source.n, 2 * cfg.buffer_shards * cfg.shard_rows)
+
+    def batches(batch: int) -> EpochBatches:
+        return StreamedBatches(source, batch, cfg.seed, cfg.shard_rows, cfg.buffer_shards, device)
+
+    return _Rows(
+        source.n,
+        torch.from_numpy(x_val).to(device),
+        scan.scale,
+        batches,
+        lambda at: torch.from_numpy(source.gather(at.numpy())).to(device),
+        resident,
+        {"shard_rows": cfg.shard_rows, "buffer_shards": cfg.buffer_shards},
+    )
+
+
+def _merged(n: int, parts: tuple[np.ndarray, np.ndarray], *found: RowProblems) -> RowProblems:
+    """The problems of n rows from those of their (train, validation) positions."""
+    nonfinite, too_large = np.zeros(n, bool), np.zeros(n, bool)
+    for part, f in zip(parts, found, strict=True):
+        nonfinite[part], too_large[part] = f.nonfinite, f.too_large
+    return RowProblems(nonfinite, too_large, max(f.max_abs for f in found))
+
+
 def _diverged(run: RunState, cfg: TrainConfig) -> str:
     """The one line for the models that turned non-finite: which, when, what to try, what was saved."""
     what = "; ".join(f"{name}: {why}" for name, why in run.failed.items())
@@ -369,12 +528,11 @@ def _diverged(run: RunState, cfg: TrainConfig) -> str:
 
 
 def _new_stacks(
-    cfgs: list[SAEConfig], names: list[str], x_train: torch.Tensor, scale: float, seed: int
+    cfgs: list[SAEConfig], names: list[str], sample: torch.Tensor, scale: float, device: torch.device
 ) -> list[NamedStack]:
-    """Freshly initialised models (b_dec at the geometric median of up to 20,000 training rows),
-    one stack per (architecture, latent dim). One stack's single SAEs exist at a time (what
-    core.training.memory counts)."""
-    sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:20_000]]
+    """Freshly initialised models (b_dec at the geometric median of `sample`, up to 20,000
+    training rows drawn from the seed), one stack per (architecture, latent dim). One stack's
+    single SAEs exist at a time (what core.training.memory counts)."""
     b_dec0 = geometric_median(sample.cpu())
     groups: dict[tuple[str, int], list[tuple[str, SAEConfig]]] = {}
     for c, name in zip(cfgs, names, strict=True):
@@ -385,13 +543,16 @@ def _new_stacks(
         for _, c in group:
             sae = create_sae(c)
             sae.init_weights(b_dec0, data_scale=scale)
-            saes.append(sae.to(x_train.device))
+            saes.append(sae.to(device))
         out.append(NamedStack(SAEStack.from_saes(saes), [name for name, _ in group]))
     return out
 
 
-def _info(ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int, pool: list) -> dict:
+def _info(
+    ws: Workspace, spec: _Spec, cfg: TrainConfig, n_train: int, n_val: int, pool: list, streamed: dict | None
+) -> dict:
     return {
+        **({"streamed": streamed} if streamed else {}),
         **({"pool": pool} if pool else {}),
         "name": spec.name,
         "workspace": ws.name,

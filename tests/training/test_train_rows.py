@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from sae_synth import segments_for, synthetic_embeddings
+from sae_synth import synthetic_embeddings, windowed_workspace
 
 from core import cli
 from core.errors import InputError
@@ -23,7 +23,7 @@ from core.training.grid import (
     training_arrays,
 )
 from core.training.trainer import TrainingInterrupted
-from core.workspace.workspace import Windows, Workspace
+from core.workspace.workspace import Workspace
 
 N = 300
 SMALL = dict(latents=(12,), ks=(2,), epochs=2, lr=3e-3)
@@ -31,14 +31,7 @@ SMALL = dict(latents=(12,), ks=(2,), epochs=2, lr=3e-3)
 
 def _ws(tmp_path, name="w", windows=True):
     """N segments, 2 of 3 in the sae split; segment i has 1 + i % 4 windows (its embedding + noise)."""
-    x, _ = synthetic_embeddings(n=N, seed=3)
-    split = ["sae" if i % 3 else "feature" for i in range(N)]
-    owner = np.repeat(np.arange(N, dtype=np.int64), 1 + np.arange(N) % 4)
-    noise = np.random.default_rng(1).normal(scale=0.05, size=(len(owner), x.shape[1]))
-    win = Windows((x[owner] + noise).astype(np.float32), owner) if windows else None
-    return Workspace.create(
-        tmp_path / name, segments_for(N, split), x, embedder="synthetic", sample_rate=0, windows=win
-    )
+    return windowed_workspace(tmp_path / name, synthetic_embeddings(n=N, seed=3)[0], 4, 1, windows)
 
 
 def test_rows_are_counted_per_kind_and_validation_windows_stay_out(tmp_path):
