@@ -48,7 +48,12 @@ res = data.result
 verdict = res.verdict()
 (st.success if res.binning else st.warning)(verdict)
 st.caption(
-    f"{res.n_rows} segments ({res.rows_from}) where {res.attribute} is finite; {len(res.edges) - 1} bins."
+    f"{res.n_rows} segments ({res.rows_from}) where {res.attribute} is finite; {len(res.edges) - 1} bins. "
+    + (
+        f"{res.control_text()} (each speaker's values moved to another speaker's mean)."
+        if res.control_text()
+        else ""
+    )
 )
 st.altair_chart(data.chart)
 st.dataframe(

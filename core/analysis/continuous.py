@@ -51,7 +51,7 @@ from core.errors import InputError, NotFoundError
 from core.workspace.workspace import Workspace
 
 KIND = "continuous"  # analyses/continuous/
-_VERSION = 1
+_VERSION = 2  # 2: the speaker control
 
 MIN_ROWS = 30
 """Fewest finite values an attribute needs on the analysed rows: 10 quantile bins of fewer than
@@ -113,6 +113,13 @@ class ContinuousResult(NamedTuple):
     """The disjoint concentrated latents the verdict rests on, ordered along the attribute."""
     cover: float
     """Share of the bins their ranges cover."""
+    control_binning: bool | None = None
+    """The same test on the speaker control (speaker_control: each speaker's values moved to
+    another speaker's mean); None without a speaker column. Binning that vanishes on the control
+    is between speakers (latents of groups of voices, ordered by their own attribute values);
+    binning that stays follows the attribute within speakers too."""
+    control_latents: list[int] = []
+    """The control's binning latents."""
 
     def json_rows(self) -> list[dict]:
         """The `--json` rows: one per latent, then the verdict."""
@@ -131,6 +138,12 @@ class ContinuousResult(NamedTuple):
             for r in self.latents.itertuples()
         ]
         return rows + [{**head, "binning": bool(self.binning), "latents": list(self.binning_latents)}]
+
+    def control_text(self) -> str:
+        """'speaker control: binning no' (or '' without a speaker column)."""
+        if self.control_binning is None:
+            return ""
+        return f"speaker control: binning {'yes' if self.control_binning else 'no'}"
 
     def verdict(self) -> str:
         """One line: binning or not, and on what."""
@@ -476,6 +489,10 @@ def _from_stored(out: dict) -> ContinuousResult:
         binning=bool(out["binning"]),
         binning_latents=[int(j) for j in out["binning_latents"]],
         cover=float(out["cover"]),
+        control_binning=(
+            None if out.get("speaker_control") is None else bool(out["speaker_control"]["binning"])
+        ),
+        control_latents=[int(j) for j in (out.get("speaker_control") or {}).get("binning_latents", [])],
     )
 
 
@@ -541,6 +558,11 @@ def continuous(
         return _from_stored(stored)
     r, c, v = activations(store.ws, ref, rows)
     frame, edges, chosen, cover = analyse(r, c, v, values, ref.d_sae, settings)
+    control = None
+    if "speaker" in store.ws.segments.columns:
+        speakers = store.ws.segments["speaker"].astype(str).to_numpy()[rows]
+        _, _, c_chosen, c_cover = analyse(r, c, v, speaker_control(values, speakers), ref.d_sae, settings)
+        control = {"binning": _holds(c_chosen, c_cover), "binning_latents": [int(j) for j in c_chosen]}
     result = {
         "version": _VERSION,
         "model": ref.name,
@@ -549,11 +571,31 @@ def continuous(
         "n_rows": len(rows),
         "edges": edges,
         "latents": json.loads(frame.to_json(orient="records")),
-        "binning": bool(len(chosen) >= 2 and cover >= MIN_COVER - 1e-9),
+        "binning": _holds(chosen, cover),
         "binning_latents": [int(j) for j in chosen],
         "cover": cover,
+        "speaker_control": control,
     }
     return _from_stored(store.save_json(KIND, name, result, inputs))
+
+
+def _holds(chosen: list[int], cover: float) -> bool:
+    return bool(len(chosen) >= 2 and cover >= MIN_COVER - 1e-9)
+
+
+CONTROL_SEED = 0
+
+
+def speaker_control(values: np.ndarray, speakers: np.ndarray, seed: int = CONTROL_SEED) -> np.ndarray:
+    """The attribute with each speaker's mean replaced by another speaker's (a seeded permutation of
+    the speaker means; deviations within a speaker kept). Speakers stay as separable as before but
+    their place along the attribute is random. Latents that detect groups of voices ordered by
+    their attribute lose their order on it (the binning vanishes); latents that follow the
+    attribute within a speaker keep it."""
+    ids, group = np.unique(speakers, return_inverse=True)
+    means = np.bincount(group, weights=values, minlength=len(ids)) / np.bincount(group, minlength=len(ids))
+    moved = np.random.default_rng(seed).permutation(len(ids))
+    return values - means[group] + means[moved][group]
 
 
 def analysed_attributes(ws: Workspace, attribute: str | None = None) -> list[str]:
@@ -724,6 +766,13 @@ def report_section(ws, focus: str, models: list[str]) -> tuple[dict | None, dict
             sec["skipped"].append(f"{a}: {exc}")
             continue
         binning = [r.model for r in others if r.binning]
+        control = [r.model for r in others if r.control_binning]
+        has_control = res.control_binning is not None
+        control_text = (
+            f"; on the speaker control (speaker means permuted) in {len(control)} of {len(others)}"
+            if has_control
+            else ""
+        )
         top = res.top(5)
         sec["attributes"].append(
             {
@@ -733,8 +782,10 @@ def report_section(ws, focus: str, models: list[str]) -> tuple[dict | None, dict
                 "n_rows": res.n_rows,
                 "rows_from": res.rows_from,
                 "models_binning": binning,
+                "models_binning_control": control if has_control else None,
                 "n_models": len(others),
-                "reading": f"{focus}: {res.verdict()}; binning holds in {len(binning)} of {len(others)} models",
+                "reading": f"{focus}: {res.verdict()}; binning holds in {len(binning)} of {len(others)} models"
+                + control_text,
                 "top": json.loads(
                     top[
                         [
@@ -754,15 +805,27 @@ def report_section(ws, focus: str, models: list[str]) -> tuple[dict | None, dict
         charts[f"continuous-{a}"] = continuous_chart(res, activation_points(ws, res))
     done = sec["attributes"]
     yes = [x["attribute"] for x in done if x["binning"]]
+    # the speaker control tells binning between speakers (it vanishes when the speakers' means are
+    # permuted: latents of voice groups ordered by the attribute) from binning within speakers
+    between = [x["attribute"] for x in done if x["binning"] and x["models_binning_control"] is not None
+               and len(x["models_binning_control"]) < len(x["models_binning"]) / 2]  # fmt: skip
+    controlled = any(x["models_binning_control"] is not None for x in done)
     sec["answer"] = (
         (
             f"{focus} bins {', '.join(yes)} ({len(yes)} of {len(done)} attributes)"
+            + (
+                f"; between speakers only (the binning vanishes in most models when the speakers' means are "
+                f"permuted): {', '.join(between) or 'none'}"
+                if controlled
+                else ""
+            )
             if yes
             else f"no binning in {focus} for any of {len(done)} attributes"
         )
         if done
         else "no continuous attribute could be analysed"
     )
+    sec["between_speakers_only"] = between if controlled else None
     return sec, charts
 
 
@@ -781,6 +844,7 @@ def text_lines(res: ContinuousResult) -> list[str]:
         f"{res.model} / {res.attribute}: {res.n_rows} segments ({res.rows_from}), {len(res.edges) - 1} "
         f"quantile bins {_fmt(res.edges[0])} .. {_fmt(res.edges[-1])}",
         f"  {res.verdict()}",
+        *([f"  {res.control_text()}"] if res.control_text() else []),
         f"  {'latent':>6} {'active':>6} {'spearman':>8} {'sp.active':>9} {'range':>23} {'mass':>5} {'mi':>6}",
     ]
     for r in res.top().itertuples():

@@ -244,3 +244,42 @@ def test_cli_text_every_attribute(tmp_path, capsys):
     assert "binning: yes, 4 latents" in out and f"{MODEL} / speech_rate" in out
     # `level` is constant on the analysed rows: skipped and said, not the command's error
     assert "warning: skipped: workspace bins: attribute 'level' is constant (3)" in captured.err
+
+
+# -- the speaker control --------------------------------------------------------------------------
+def test_speaker_control_moves_each_speakers_mean_and_keeps_its_deviations():
+    from core.analysis.continuous import speaker_control
+
+    values = np.array([1.0, 3.0, 10.0, 12.0, 100.0])
+    speakers = np.array(["a", "a", "b", "b", "c"])
+    out = speaker_control(values, speakers, seed=3)
+    means = {"a": 2.0, "b": 11.0, "c": 100.0}
+    # deviations within a speaker are kept; the means are a permutation of the speakers' means
+    assert out[1] - out[0] == 2.0 and out[3] - out[2] == 2.0
+    new_means = [out[:2].mean(), out[2:4].mean(), out[4]]
+    assert sorted(new_means) == sorted(means.values())
+    assert new_means != list(means.values())  # seed 3 moves them (seeded: the same every run)
+    np.testing.assert_array_equal(out, speaker_control(values, speakers, seed=3))
+
+
+def test_binning_between_speakers_vanishes_on_the_speaker_control(tmp_path):
+    from _continuous_synth import embeddings_for, hand_set_sae, pitch_rows
+
+    from core.analysis.continuous import continuous
+
+    # each speaker has one pitch (plus a little intonation): the band latents are voice groups
+    seg = pitch_rows(600, 0)
+    rng = np.random.default_rng(5)
+    centre = {s: rng.uniform(BANDS[0][0] + 5, BANDS[-1][1] - 5) for s in seg["speaker"].unique()}
+    seg["f0_median_hz"] = [centre[s] + rng.normal(0, 2) for s in seg["speaker"]]
+    ws = Workspace.create(
+        tmp_path / "voices", seg, embeddings_for(seg["f0_median_hz"].to_numpy(), "bins", 0),
+        embedder="synthetic", sample_rate=16000,
+    )  # fmt: skip
+    hand_set_sae(ws)
+    res = continuous(ws, MODEL, "f0_median_hz")
+    assert res.binning and res.control_binning is False
+    assert "speaker control: binning no" in res.control_text()
+    # pitch drawn per row (the shared fixture): the binning follows pitch within speakers too
+    per_row = continuous(pitch_workspace(tmp_path / "rows", "bins"), MODEL, "f0_median_hz")
+    assert per_row.binning and per_row.control_binning is True

@@ -26,10 +26,18 @@ def test_the_report_answers_binning_per_measured_attribute(tmp_path):
     assert f0["binning"] is True and f0["binning_latents"] == [0, 1, 2, 3]
     assert f0["models_binning"] == [MODEL] and f0["n_models"] == 1
     assert f0["reading"].startswith(f"{MODEL}: binning: yes, 4 latents")
-    assert f0["reading"].endswith("binning holds in 1 of 1 models")
+    # pitch here is drawn per row, not per speaker: the speaker control keeps the binning
+    assert f0["reading"].endswith(
+        "binning holds in 1 of 1 models; on the speaker control (speaker means permuted) in 1 of 1"
+    )
+    assert f0["models_binning_control"] == [MODEL]
     assert [t["latent"] for t in f0["top"]][:4] == [0, 1, 2, 3]
     assert rate["binning"] is False and rate["models_binning"] == []
-    assert sec["answer"] == f"{MODEL} bins f0_median_hz (1 of 2 attributes)"
+    assert sec["answer"] == (
+        f"{MODEL} bins f0_median_hz (1 of 2 attributes); between speakers only (the binning vanishes in most "
+        "models when the speakers' means are permuted): none"
+    )
+    assert sec["between_speakers_only"] == []
     # the HTML: the question, a figure per attribute (inline chart + its spec), the tables
     assert f"<h2>{QUESTION}</h2>" in page
     assert page.count('data-chart="continuous-') == 2
