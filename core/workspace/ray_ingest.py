@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,12 +84,20 @@ def check_address(address: str | None) -> None:
         ) from None
 
 
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.+)$", re.MULTILINE)
+"""A `Type: message` line of a traceback printed into a Ray error's text."""
+
+
 def ray_failure(exc: BaseException) -> str:
-    """One line for a Ray exception: its type and the first line of its message (a worker's
-    traceback stays out of the user's terminal)."""
-    cause = getattr(exc, "cause", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else 'no message'}"
+    """One line for a Ray exception: what the worker raised (Ray ships it as the text of its own
+    wrapper: the first `Type: message` line that is not Ray's), else the Ray error's type and first
+    line. A worker's traceback stays out of the user's terminal."""
+    text = str(exc)
+    for kind, message in _RAISED.findall(text):
+        if not kind.startswith("ray."):
+            return f"{kind}: {message.strip()}"
+    lines = text.strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
 @contextlib.contextmanager
