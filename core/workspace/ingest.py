@@ -27,6 +27,10 @@ measurement re-measures (and re-embeds) every file, and a run killed midway resu
 had cached. Ingests into one workspace may run at once: each holds a shared
 lock on the cache folder, and only one that finds itself alone removes stale entries and the
 temporary files of killed runs.
+
+`--ray [ADDRESS]` sends the files without a cache entry to Ray (core.workspace.ray_ingest: the
+same _segment_file and embedder, on a local Ray or the cluster at ADDRESS); their entries are
+written here as they complete, and the workspace is built from them as above, identical.
 """
 
 from __future__ import annotations

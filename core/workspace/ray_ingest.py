@@ -219,7 +219,7 @@ def run_files(
     import ray
     import ray.data
 
-    with ray_session(address, cpus=max(jobs, _cpus()) + 1):
+    with ray_session(address, cpus=local_cpus(jobs)):
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         context.print_on_execution_start = False
@@ -276,8 +276,11 @@ def run_files(
     return results
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def local_cpus(jobs: int) -> int:
+    """Logical CPUs of the Ray `--ray` starts here: one per core (at least one per actor), plus one
+    for the decoding tasks, so `--jobs` equal to the cores never leaves the tasks none."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(jobs, cores) + 1
 
 
 def _with_dim(res, dim: int):
