@@ -1,6 +1,6 @@
 """Segmentation + attribute measurement + default embedding (resemblyzer) speed against real time.
 
-    .venv/bin/python bench/ingest_speed.py [--seconds 120] [--jobs 2]
+    .venv/bin/python bench/ingest_speed.py [--seconds 120] [--jobs 2] [--ray-jobs 1]
 
 Builds ~2 minutes of synthetic call-like audio (voice-like turns of several speakers separated
 by silences), then times, in the same run:
@@ -13,10 +13,15 @@ by silences), then times, in the same run:
 and end-to-end cold `ingest()` runs of the same audio written to disk (decoding, hashing,
 segmentation, attributes, embedding, workspace write; ingest starts worker processes only for
 >= 600 s of audio), after one warm-up run, once as shipped and once with the attribute
-measurement replaced by NaNs, so its share of ingest is measured in the same run. The last line is key=value pairs:
+measurement replaced by NaNs, so its share of ingest is measured in the same run; then the same
+files through `ingest(ray="local")` (a local Ray of this machine's cores; Ray start timed apart
+and outside the figure, as is a first Ray run that starts its worker processes): the cold Ray
+ingest against the cold local one, in x real time, with identical embeddings asserted. The last line is key=value pairs:
 x_realtime (audio seconds per second of segmentation + attributes + 2x1 embedding; target >= 50
 on 2 cores), attributes_x_realtime (segment seconds measured per second), ingest_x_realtime and
-ingest_no_attributes_x_realtime (cold end-to-end), the embedding baselines and the load average.
+ingest_no_attributes_x_realtime (cold end-to-end), ray_ingest_x_realtime and ray_speedup (the Ray
+ingest's x real time over the local one's: below 1 means Ray is slower here), the embedding
+baselines and the load average.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=120.0, help="seconds of synthetic audio")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the measured run")
+    parser.add_argument(
+        "--ray-jobs",
+        type=int,
+        default=None,
+        help="embedding actors of the Ray run (default: --jobs)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -161,6 +172,7 @@ def main() -> int:
             ingest_module.measure_segments = shipped
         _, t_cached = cold("bench")
         shutdown_pool()
+        t_ray_start, t_ray, ray_jobs = ray_run(root, res.workspace, args.ray_jobs or args.jobs)
     print(
         f"end-to-end ingest (cold: decode, hash, segment, measure, embed, write; worker processes only "
         f"from {MIN_POOL_AUDIO_S:.0f} s of audio): {t_cold:.2f} s = {audio_s / t_cold:.0f}x real time; "
@@ -168,12 +180,52 @@ def main() -> int:
         f"re-run from cache {t_cached:.2f} s ({res.segments} segments)"
     )
     print(
+        f"ray ingest (local Ray, {ray_jobs} embedding actor(s); Ray started in {t_ray_start:.1f} s, once): "
+        f"{t_ray:.2f} s = {audio_s / t_ray:.0f}x real time; local {audio_s / t_cold:.0f}x; "
+        f"identical embeddings and segments"
+    )
+    print(
         f"x_realtime={x_rt:.1f} attributes_x_realtime={seg_s / t_attr:.0f} "
+        f"ray_ingest_x_realtime={audio_s / t_ray:.0f} ray_speedup={t_cold / t_ray:.2f} "
         f"ingest_x_realtime={audio_s / t_cold:.0f} ingest_no_attributes_x_realtime={audio_s / t_cold_bare:.0f} "
         f"baseline_1x2={audio_s / (t_seg + t_attr + t_1x2):.1f} baseline_1x1={audio_s / (t_seg + t_attr + t_1x1):.1f} "
         f"load_avg={os.getloadavg()[0]:.2f}"
     )
     return 0
+
+
+def ray_run(root: Path, local_ws, jobs: int) -> tuple[float, float, int]:
+    """(Ray start s, cold Ray ingest s, actors) on the files under root, in a Ray sized as
+    `ingest --ray` sizes its own (ray_ingest.local_cpus); a warm-up run first (the worker
+    processes start and import once), then a cold run into its own workspace and cache."""
+    import logging
+
+    import pandas as pd
+    import ray
+
+    from core.workspace.ingest import ingest
+    from core.workspace.ray_ingest import local_cpus
+
+    _, t_start = timed(
+        lambda: ray.init(
+            num_cpus=local_cpus(jobs),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    )
+    try:
+
+        def run(name: str):
+            return ingest(root, name, jobs=jobs, progress=False, device="cpu", ray="local")
+
+        run("bench-ray-warm-up")
+        got, t_ray = timed(lambda: run("bench-ray"))
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(got.workspace.segments, local_ws.segments, check_exact=True)
+    assert np.array_equal(np.asarray(got.workspace.embeddings), np.asarray(local_ws.embeddings))
+    return t_start, t_ray, jobs
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ measurement re-measures (and re-embeds) every file, and a run killed midway resu
 had cached. Ingests into one workspace may run at once: each holds a shared
 lock on the cache folder, and only one that finds itself alone removes stale entries and the
 temporary files of killed runs.
+
+`--ray [ADDRESS]` sends the files without a cache entry to Ray (core.workspace.ray_ingest: the
+same _segment_file and embedder, on a local Ray or the cluster at ADDRESS); their entries are
+written here as they complete, and the workspace is built from them as above, identical.
 """
 
 from __future__ import annotations
@@ -98,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vad", default="energy", choices=METHODS, help="non-silence detector")
     parser.add_argument("--jobs", type=int, default=2, help="embedding worker processes (CPU)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode, segment and embed on Ray: alone, a Ray of this machine; with HOST:PORT, that cluster "
+        "(the audio folder must be readable at the same path on every node; --jobs = embedding actors)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         segmentation=cfg,
         jobs=args.jobs,
         device=args.device,
+        ray=args.ray,
     )
     print(result.describe())
     return 0
@@ -455,8 +468,11 @@ def ingest(
     jobs: int = 2,
     device: str | None = None,
     progress: bool = True,
+    ray: str | None = None,
 ) -> IngestResult:
-    """Segment + embed every audio file under audio_dir into workspace (see module docstring)."""
+    """Segment + embed every audio file under audio_dir into workspace (see module docstring).
+    `ray`: None for this process's own workers; 'local' or a cluster ADDRESS for Ray
+    (core.workspace.ray_ingest: same results, same cache)."""
     from tqdm import tqdm
 
     from core.embedders import EMBEDDERS, check_jobs, embed_segments_with_windows, get_embedder
@@ -477,6 +493,11 @@ def ingest(
         files = sorted(set(files) | set(meta.index))
     if not files:
         raise InputError(f"{root}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
+    if ray is not None:
+        from core.workspace import ray_ingest
+
+        ray_ingest.check_address(ray)  # nothing listening: refused before anything is written
+    ray_todo: list[tuple[Path, str, Path]] = []
     cache_dir = ws_root / CACHE_DIR / INGEST_CACHE
     _check_writable(cache_dir)
     # load the embedder up front so a bad checkpoint fails before any work is done
@@ -532,6 +553,9 @@ def ingest(
                 results[rel] = hit
                 n_cached += 1
                 continue
+            if ray is not None:  # decoded, segmented and embedded on Ray after the walk
+                ray_todo.append((path, rel, cache_path))
+                continue
             res, pieces = _segment_file(path, rel, cfg, telephony)
             results[rel] = res
             if res.skipped:
@@ -542,6 +566,22 @@ def ingest(
                 flush()
         flush()
         bar.close()
+        if ray_todo:
+            results.update(
+                ray_ingest.run_files(
+                    ray_todo,
+                    address=ray,
+                    embedder=embedder,
+                    checkpoint=checkpoint,
+                    device=device,
+                    cfg=cfg,
+                    telephony=telephony,
+                    windows=WINDOWS,
+                    dim=model.dim,
+                    jobs=jobs,
+                    progress=progress,
+                )
+            )
 
         skipped = [
             {"file": shown_name(rel), "reason": results[rel].skipped} for rel in files if results[rel].skipped
