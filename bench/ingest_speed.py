@@ -16,7 +16,7 @@ segmentation, attributes, embedding, workspace write; ingest starts worker proce
 measurement replaced by NaNs, so its share of ingest is measured in the same run; then the same
 files through `ingest(ray="local")` (a local Ray of this machine's cores; Ray start timed apart
 and outside the figure, as is a first Ray run that starts its worker processes): the cold Ray
-ingest against the cold local one, in x real time, with identical embeddings asserted. The last line is key=value pairs:
+ingest against the cold local one, in x real time, with the same embeddings (to float rounding) asserted. The last line is key=value pairs:
 x_realtime (audio seconds per second of segmentation + attributes + 2x1 embedding; target >= 50
 on 2 cores), attributes_x_realtime (segment seconds measured per second), ingest_x_realtime and
 ingest_no_attributes_x_realtime (cold end-to-end), ray_ingest_x_realtime and ray_speedup (the Ray
@@ -182,7 +182,7 @@ def main() -> int:
     print(
         f"ray ingest (local Ray, {ray_jobs} embedding actor(s); Ray started in {t_ray_start:.1f} s, once): "
         f"{t_ray:.2f} s = {audio_s / t_ray:.0f}x real time; local {audio_s / t_cold:.0f}x; "
-        f"identical embeddings and segments"
+        f"the same segments, embeddings equal to float rounding"
     )
     print(
         f"x_realtime={x_rt:.1f} attributes_x_realtime={seg_s / t_attr:.0f} "
@@ -224,7 +224,10 @@ def ray_run(root: Path, local_ws, jobs: int) -> tuple[float, float, int]:
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(got.workspace.segments, local_ws.segments, check_exact=True)
-    assert np.array_equal(np.asarray(got.workspace.embeddings), np.asarray(local_ws.embeddings))
+    # equal up to float rounding (Ray batches segments in another composition; batched matmuls round by shape)
+    np.testing.assert_allclose(
+        np.asarray(got.workspace.embeddings), np.asarray(local_ws.embeddings), atol=1e-6
+    )
     return t_start, t_ray, jobs
 
 

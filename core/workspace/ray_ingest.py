@@ -13,8 +13,10 @@ the file is skipped); the segments then stream in batches through an actor pool
 embed with one torch thread, as the local worker processes do. The driver collects the rows and,
 as soon as all of a file's segments are back, writes that file's cache entry atomically: a killed
 run resumes from the files it completed, and nothing is half-written. The workspace itself is
-built and written by the driver, from the same entries as the local path, so the result
-(segments.parquet, embeddings.npy, windows, fingerprint) is identical.
+built and written by the driver, from the same entries as the local path: segments.parquet is
+identical, and the embeddings and windows equal the local path's to float rounding (about 1e-7:
+Ray Data batches segments in another composition, and a batched matmul rounds by its batch's
+shape), so the fingerprint, a hash of those bytes, can differ.
 
 The audio folder must be readable at the same path on every node (workers open the files by
 the driver's path), and VoxSAE with the same environment must be installed on each node.
