@@ -392,6 +392,11 @@ def feature_universality(ws, model: str, *, across=()) -> dict:
         other_ws = Workspace.of(other)
         if other_ws.root == ws.root:
             raise InputError(f"universality: --across {other}: is the workspace itself; name another one")
+        if other_ws.embedder == ws.embedder:  # its SAEs would be reported as another embedder's
+            raise InputError(
+                f"universality: --across {other}: workspace {other_ws.name} is embedded with "
+                f"{other_ws.embedder!r} too; --across compares another embedder"
+            )
         pairs += [("other embedder", other_ws, m.name) for m in list_models(other_ws)]
     rows: list[dict] = []
     for kind, other_ws, other_model in pairs:

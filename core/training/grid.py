@@ -353,6 +353,11 @@ def train_grid(
     by_name = {s.name: s for s in specs}
     run_key = _hash({"models": sorted(s.key for s in specs)})
     state_path = ws.cache_dir / TRAINING_DIR / f"{run_key}-{TRAINING_STATE}"
+    if not state_path.exists() and all(is_cached(ws, s) for s in specs):
+        # nothing to train or resume: answer before reading (or streaming through) the rows
+        if progress:
+            print(f"all {len(specs)} model(s) up to date in {ws.models_dir}", flush=True)
+        return TrainResult([], [s.name for s in specs], state_path)
 
     data = (_streamed_rows if streams(cfg, layout) else _in_memory_rows)(layout, cfg, device)
     record = pooling.pool_record(layout.sources[1:], [len(r) for r in layout.rows[1:]])

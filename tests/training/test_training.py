@@ -271,3 +271,19 @@ def test_an_architecture_is_one_class_and_one_registry_entry(tmp_path, monkeypat
     assert 0 < met["l0"] < 8
     assert cli.main([*args, "--k", "2", "--epochs", "2", "--shift", "0.2"]) == 0  # cached
     assert "2 already up to date" in capsys.readouterr().out
+
+
+def test_an_up_to_date_grid_answers_without_reading_the_rows(tmp_path, monkeypatch):
+    from core.training import grid
+
+    ws, _, _ = _ws(tmp_path, n=400)
+    cfg = TrainConfig(latents=(8,), ks=(2,), epochs=1)
+    assert len(train_grid(ws, cfg, progress=False).trained) == 1
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the rows were read for a grid that is up to date")
+
+    monkeypatch.setattr(grid, "_in_memory_rows", no_reading)
+    monkeypatch.setattr(grid, "_streamed_rows", no_reading)
+    again = train_grid(ws, cfg, progress=False)
+    assert again.trained == [] and again.cached == ["topk-L8-K2"]
