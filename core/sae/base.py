@@ -54,13 +54,17 @@ def number_problem(value: Any, minimum: float = -math.inf, strict: bool = False)
     return None
 
 
-def auxk_ratio(error: Tensor, residual_variance: Tensor) -> Tensor:
+def auxk_ratio(error: Tensor, residual_variance: Tensor, residual_power: Tensor) -> Tensor:
     """AuxK loss: the dead latents' reconstruction error over the residual's variance in the batch,
-    0 where that variance is 0 (a batch of one row, or identical rows: the last partial batch can
-    hold one). Dividing by 0 there gave inf, which nan_to_num turned into 3e38 and the weights
-    into inf; the safe denominator also keeps the gradient finite."""
-    ok = residual_variance > 0
+    0 where that variance is (next to) nothing against the residual's own power: a batch of one
+    row, or of identical rows (the last partial batch can hold one; a pool can repeat rows).
+    Dividing by that gave inf or 1e12-scale losses, and then inf weights. MIN_RELATIVE_VARIANCE
+    is far below any real batch's ratio (about 0.5-1), so those are computed as before."""
+    ok = residual_variance > MIN_RELATIVE_VARIANCE * residual_power
     return torch.where(ok, torch.nan_to_num(error / torch.where(ok, residual_variance, 1.0)), 0.0)
+
+
+MIN_RELATIVE_VARIANCE = 1e-6
 
 
 class Option(NamedTuple):
@@ -350,7 +354,7 @@ class SAE(nn.Module):
         residual = (x - recon).detach()
         aux_recon = z_aux @ self.W_dec
         denom = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-        return auxk_ratio((aux_recon - residual).pow(2).sum(-1).mean(), denom)
+        return auxk_ratio((aux_recon - residual).pow(2).sum(-1).mean(), denom, residual.pow(2).sum(-1).mean())
 
     def reference_loss(self, x: Tensor, scale: float, dead: Tensor | None = None) -> LossOutput:
         """Dense training loss of this model on batch x; `scale` = mean ||x - mean||^2 of the data."""

@@ -272,7 +272,9 @@ class SAEStack(nn.Module):
         aux_recon = self._bag_decode(aidx, avals.view(n, self.M, kaux))
         residual = (x[:, None, :] - recon).detach()
         denom = (residual - residual.mean(0)).pow(2).sum(-1).mean(0)
-        aux = auxk_ratio((aux_recon - residual).pow(2).sum(-1).mean(0), denom)
+        aux = auxk_ratio(
+            (aux_recon - residual).pow(2).sum(-1).mean(0), denom, residual.pow(2).sum(-1).mean(0)
+        )
         return aux * dead.any(-1)
 
     @torch.no_grad()

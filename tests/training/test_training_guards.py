@@ -263,6 +263,10 @@ def test_a_last_batch_of_one_row_keeps_the_auxk_loss_finite(arch):
     out = stack.train_step(x[:1], scale=float(x.var(0).sum()), lr=1e-3)
     assert torch.isfinite(out.loss).all() and float(out.aux.sum()) == 0.0
     assert all(torch.isfinite(p).all() for p in stack.parameters())
+    # nor does a batch of identical rows (their variance is float dust, not 0)
+    out = stack.train_step(x[3:4].repeat(16, 1) * 1.37, scale=float(x.var(0).sum()), lr=1e-3)
+    assert torch.isfinite(out.loss).all() and float(out.aux.sum()) == 0.0
+    assert all(torch.isfinite(p).all() for p in stack.parameters())
     # a batch of several rows still gets its AuxK loss
     out = stack.train_step(x[:16], scale=float(x.var(0).sum()), lr=1e-3)
     assert float(out.aux.sum()) > 0.0
