@@ -472,6 +472,7 @@ def _streamed_rows(layout: _Layout, cfg: TrainConfig, device: torch.device) -> _
     source, val_source = RowSource(layout.train), RowSource(layout.val)
     scan = source.scan()
     x_val = val_source.read(0, len(val_source))
+    val_source.close()  # read whole: its descriptors are not needed past here
     val_found = [
         row_problems(x_val[a:b]) for a, b in zip(val_source.starts[:-1], val_source.starts[1:], strict=True)
     ]
@@ -479,7 +480,9 @@ def _streamed_rows(layout: _Layout, cfg: TrainConfig, device: torch.device) -> _
     checks = []  # the in-memory path's order: every source's segments, then each one's windows
     for i, (src, rows, (tr, va)) in enumerate(zip(layout.sources, layout.rows, layout.parts, strict=True)):
         if cfg.rows == "windows":  # segments checked though not trained on, as in memory
-            found = RowSource([Piece(src.embeddings, rows)]).scan().problems[0]
+            segments = RowSource([Piece(src.embeddings, rows)])
+            found = segments.scan().problems[0]
+            segments.close()
         else:
             found = _merged(len(rows), (tr, va), scan.problems[i * per_source], val_found[i * per_source])
         checks.append(
