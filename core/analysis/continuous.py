@@ -81,6 +81,17 @@ the range"): two narrow bins at the ends are not a binned code of the whole attr
 ACTIVATION_LEVELS = 3
 """The active values of a latent are cut into this many quantile levels for mi (plus 'off')."""
 TOP_SHOWN = 10
+SHOWN_COLUMNS = (
+    "latent",
+    "n_active",
+    "spearman",
+    "spearman_active",
+    "range_lo",
+    "range_hi",
+    "mass_in_range",
+    "mi",
+)
+"""The latent table's columns the report and the Continuous page show."""
 
 
 @dataclass(frozen=True)
@@ -786,20 +797,7 @@ def report_section(ws, focus: str, models: list[str]) -> tuple[dict | None, dict
                 "n_models": len(others),
                 "reading": f"{focus}: {res.verdict()}; binning holds in {len(binning)} of {len(others)} models"
                 + control_text,
-                "top": json.loads(
-                    top[
-                        [
-                            "latent",
-                            "n_active",
-                            "spearman",
-                            "spearman_active",
-                            "range_lo",
-                            "range_hi",
-                            "mass_in_range",
-                            "mi",
-                        ]
-                    ].to_json(orient="records")
-                ),
+                "top": json.loads(top[list(SHOWN_COLUMNS)].to_json(orient="records")),
             }
         )
         charts[f"continuous-{a}"] = continuous_chart(res, activation_points(ws, res))

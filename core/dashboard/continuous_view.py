@@ -15,20 +15,10 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from core.analysis.continuous import SHOWN_COLUMNS
 from core.dashboard.universality_view import latent_link
 
-TABLE_COLUMNS = [
-    "latent",
-    "n_active",
-    "spearman",
-    "spearman_active",
-    "range_lo",
-    "range_hi",
-    "mass_in_range",
-    "mi",
-    "binning",
-    "link",
-]
+TABLE_COLUMNS = [*SHOWN_COLUMNS, "binning", "link"]
 
 
 class ContinuousPage(NamedTuple):
