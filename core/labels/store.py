@@ -98,6 +98,25 @@ CREATE INDEX IF NOT EXISTS label_history_latent ON label_history (model, latent,
 """
 
 
+def _switch_to_wal(con: sqlite3.Connection) -> str:
+    """`PRAGMA journal_mode = WAL`, retried while another connection holds the lock.
+
+    SQLite answers this pragma SQLITE_BUSY at once, without calling the busy handler, when a
+    second connection is opening or closing the database at that moment (seen: two threads'
+    first saves on a new store). So it is retried here, up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.002
+    while True:
+        try:
+            return con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 class LabelConflict(VoxSAEError):
     """Someone else saved this latent after the form was opened (optimistic concurrency)."""
 
@@ -325,7 +344,7 @@ class LabelStore:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not self._schema_ready:
                 self._refuse_foreign(con)
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(con)
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only network share
                 raise InputError(f"{self.path}: SQLite could not switch to WAL mode (got {mode})")
             con.execute("PRAGMA synchronous = NORMAL")

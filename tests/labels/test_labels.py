@@ -91,6 +91,25 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
     assert sum(lab.version for lab in s.for_model("m").values() if lab.latent < 7) == 2 * n
 
 
+def test_first_save_waits_for_a_writer_holding_the_new_database(tmp_path):
+    # SQLite answers `PRAGMA journal_mode = WAL` SQLITE_BUSY at once, without its busy handler,
+    # while another connection holds a write lock on a database still in rollback mode (how two
+    # threads' first saves on a new store raced in CI); the store waits for it instead
+    path = tmp_path / "labels.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE unrelated (x)")
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
+    release.start()
+    try:
+        saved = LabelStore(path).save("m", 3, "waited", author="ana")
+    finally:
+        release.join()
+        other.close()
+    assert saved.version == 1
+    assert LabelStore(path).get("m", 3).name == "waited"
+
+
 def test_export_import_roundtrip(store, tmp_path):
     store.save("m", 1, "one", "desc, with comma", ["a", "b"], 0.7, "ana")
     store.save("m", 2, 'two "quoted"', "", [], 0.2, "bo")
