@@ -51,7 +51,9 @@ def test_resemblyzer_shape_norm_and_matches_library():
     with _torch_threads(1):  # torch's default 2 threads crawl when other processes share the CPU
         for a, e in zip(audios, out, strict=True):
             assert np.abs(ref.embed_utterance(normalize_volume(a)) - e).max() < 1e-5
-    assert np.array_equal(emb.embed(audios[:1])[0], out[0])  # batch composition does not matter
+    # batch composition does not matter beyond float rounding (a batched matmul rounds by its
+    # batch's shape, and oneDNN picks kernels by shape and thread count: bit equality was flaky)
+    assert np.abs(emb.embed(audios[:1])[0] - out[0]).max() <= 1e-6
 
 
 def test_resemblyzer_same_speaker_closer_than_cross_speaker():
