@@ -21,8 +21,10 @@
    train_grid does and train one L600-K20 model for `--stream-steps` steps. `--stream-rows 0`
    skips it; `--only stream` runs it alone.
 
-Last line: `peak_fraction=F saelens_ratio=R` - F = our encoder-forward GFLOP/s / matmul GFLOP/s at
-latents 600, K 20; R = SAELens grid epoch time / our grid epoch time; then
+Last line: `peak_fraction=F step_over_matmul=G saelens_one_ratio=O saelens_ratio=R` - F = our
+encoder-forward GFLOP/s / matmul GFLOP/s at latents 600, K 20; G = one grid step (all 42 models:
+forward, loss, backward, Adam) / the grid's encoder matmuls alone, same batch; O = SAELens's step /
+ours for one L600-K20 model; R = SAELens grid epoch time / our grid epoch time; then
 `train_stream_rss_gb=... stream_samples_per_s=... inmemory_rss_gb=... inmemory_samples_per_s=...`.
 """
 
@@ -46,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.sae import SAEConfig, create_sae  # noqa: E402
+from core.sae import SAEConfig, cpu_topk, create_sae  # noqa: E402
 from core.sae.stack import SAEStack  # noqa: E402
 
 D_IN = 192
@@ -289,8 +291,10 @@ def main() -> int:
         st = our_stack(L, [20], device, b_dec)
 
         @torch.no_grad()
-        def enc(st=st):  # pre-activations, TopK selection, values
+        def enc(st=st, L=L):  # pre-activations, TopK selection, values: what a training step runs
             pre = st.pre_acts(x)
+            if cpu_topk.available() and pre.device.type == "cpu":
+                return cpu_topk.segmented_topk(pre.reshape(BATCH, -1), L, [20], values=True)
             idx = st._topk_select(pre)
             return idx, pre.reshape(BATCH, -1).gather(1, idx).relu()
 
@@ -321,6 +325,13 @@ def main() -> int:
             s.train_step(xb, 1.0, 1e-3)
 
     t_grid = timeit(grid_step, reps=args.grid_steps, warmup=1, sync=sync)
+    enc_weights = [s.W_enc.detach().reshape(D_IN, -1).clone() for s in stacks]
+
+    def grid_matmuls():  # the grid step's encoder matmuls alone: the floor a step is measured against
+        for w in enc_weights:
+            x @ w
+
+    t_grid_mm = timeit(grid_matmuls, reps=max(10, args.grid_steps), sync=sync)
     ours_epoch = t_grid * steps_per_epoch
     sl_grid_step = 0.0
     for L in LATENTS:  # SAELens cost hardly depends on K (dense decoder): time K=20, count 7 models
@@ -332,12 +343,14 @@ def main() -> int:
         f"{args.grid_steps} measured steps (ours) and 4 steps per latent size x 7 K (SAELens):\n"
         f"  ours {t_grid * 1e3:.0f} ms/step -> {ours_epoch:.0f}s/epoch ({ours_epoch / 60:.1f} min); "
         f"SAELens {sl_grid_step * 1e3:.0f} ms/step -> {sl_epoch:.0f}s/epoch ({sl_epoch / 60:.1f} min)\n"
-        f"  epochs within 15 min: ours {900 / ours_epoch:.2f}, SAELens {900 / sl_epoch:.2f}"
+        f"  epochs within 15 min: ours {900 / ours_epoch:.2f}, SAELens {900 / sl_epoch:.2f}\n"
+        f"  one grid step = {t_grid / t_grid_mm:.2f}x its encoder matmuls alone ({t_grid_mm * 1e3:.0f} ms)"
     )
     streamed = stream_bench(args.stream_rows, args.stream_steps) if args.stream_rows else {}
     print(f"bench wall time {time.time() - t0:.0f}s, load avg {os.getloadavg()[0]:.1f}")
     print(
-        f"peak_fraction={peak[600][1] / peak[600][0]:.3f} saelens_ratio={sl_epoch / ours_epoch:.2f}"
+        f"peak_fraction={peak[600][1] / peak[600][0]:.3f} step_over_matmul={t_grid / t_grid_mm:.2f} "
+        f"saelens_one_ratio={t_sl1 / t_ours1:.2f} saelens_ratio={sl_epoch / ours_epoch:.2f}"
         + (f" {stream_figures(streamed)}" if streamed else "")
     )
     return 0

@@ -1,6 +1,6 @@
 """SAE architectures behind one registry (SAELens style: one file per architecture), the
 training fast path that runs many models of one architecture at once (`stack`, with its kernels
-in `sparse` and `cpu_topk`), checkpoints in SAELens's format (`checkpoint`), the catalogue of a
+in `sparse` and `cpu_topk`, and on CPU the TopK step compiled whole in `cpu_topk_step`), checkpoints in SAELens's format (`checkpoint`), the catalogue of a
 workspace's models (`catalog`) and their cached activations (`activations`).
 
     create_sae(SAEConfig(architecture="topk", d_in=192, d_sae=200, k=20)) -> TopKSAE

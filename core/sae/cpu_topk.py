@@ -11,12 +11,16 @@ the encoder matmul itself at K >= 10; this kernel does, per (row, model):
    largest among those.
 
 Exact (same values as torch.topk; ties may pick other indices of equal value), about 1.5-2x faster
-than torch's topk at d_sae 600, K 20 on one thread. Serial and GIL-free, so safe to call from
-several threads (the dashboard's). Without numba, or for float64/GPU tensors, the caller falls back
+than torch's topk at d_sae 600, K 20 on one thread. GIL-free: a batch's rows are split over
+torch's thread count (`run_chunks`), and it is safe to call from several threads (the dashboard's). Without numba, or for float64/GPU tensors, the caller falls back
 to torch (`available()` says which).
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -27,12 +31,41 @@ try:  # numba is a dependency of librosa (pinned in requirements.txt); the fallb
 except ImportError:  # pragma: no cover - exercised only without numba
     njit = None
 
-_BLOCK = 8
+_BLOCK = 16
 """Largest block of the first level; smaller when d_sae < 2 * K * 8 so that there are >= 2K blocks."""
+
+
+MIN_ROWS_PER_THREAD = 64
+"""Below this many rows a thread's share of a batch does not pay for the hand-off."""
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def available() -> bool:
     return njit is not None
+
+
+def threads() -> int:
+    """Threads for one batch's kernels: torch's setting (OMP_NUM_THREADS), at most the cores."""
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def run_chunks(fn, n: int, parts: int) -> list:
+    """fn(lo, hi, part) on `parts` contiguous row ranges of range(n), results in order.
+
+    The kernels release the GIL, so the ranges run in parallel on one pool per process (its
+    workers never submit to it themselves, so it cannot deadlock)."""
+    global _POOL
+    if parts <= 1:
+        return [fn(0, n, 0)]
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < parts:
+            _POOL = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="voxsae-kernel")
+        pool = _POOL
+    futures = [pool.submit(fn, int(bounds[t]), int(bounds[t + 1]), t) for t in range(parts)]
+    return [f.result() for f in futures]
 
 
 if njit is not None:
@@ -62,7 +95,7 @@ if njit is not None:
                 break
 
     @njit(nogil=True, cache=True, boundscheck=False)
-    def _segmented_topk(pre, d_sae, ks, out):  # pragma: no cover - compiled
+    def _segmented_topk(pre, d_sae, ks, out, out_vals):  # pragma: no cover - compiled
         n = pre.shape[0]
         vals = np.empty(d_sae, dtype=pre.dtype)
         idx = np.empty(d_sae, dtype=np.int64)
@@ -79,26 +112,27 @@ if njit is not None:
                         idx[j] = base + j
                     _select_top(vals, idx, d_sae, k)
                 else:
-                    nb = d_sae // b  # full blocks; a tail of < b entries is still scanned in step 3
+                    # strided blocks {q, q + nb, q + 2 nb, ...}: their maxima are b vectorised
+                    # passes over contiguous runs of nb entries (any partition works); a tail of
+                    # < nb entries is in no block but still scanned in step 3
+                    nb = d_sae // b
                     for q in range(nb):
-                        s = base + q * b
-                        mx = row[s]
-                        for j in range(s + 1, s + b):
-                            if row[j] > mx:
-                                mx = row[j]
-                        vals[q] = mx
+                        vals[q] = row[base + q]
+                    for i in range(1, b):
+                        s = base + i * nb
+                        for q in range(nb):
+                            vals[q] = max(vals[q], row[s + q])
                     _select_top(vals, idx, nb, k)
                     thr = vals[0]
                     for t in range(1, k):
                         if vals[t] < thr:
                             thr = vals[t]
                     c = 0
-                    for j in range(base, base + d_sae):
+                    for j in range(base, base + d_sae):  # branch-free compaction: no mispredicts
                         v = row[j]
-                        if v >= thr:
-                            vals[c] = v
-                            idx[c] = j
-                            c += 1
+                        vals[c] = v
+                        idx[c] = j
+                        c += v >= thr
                     if c < k:  # only with NaN (no entry compares >= thr): fall back to the whole segment
                         for j in range(d_sae):
                             vals[j] = row[base + j]
@@ -107,12 +141,14 @@ if njit is not None:
                     _select_top(vals, idx, c, k)
                 for i in range(k):
                     out[r, col + i] = idx[i]
+                    out_vals[r, col + i] = vals[i]
                 col += k
 
 
-def segmented_topk(pre: Tensor, d_sae: int, ks: list[int]) -> Tensor:
+def segmented_topk(pre: Tensor, d_sae: int, ks: list[int], values: bool = False):
     """Flat indices [N, sum(ks)] into pre [N, M * d_sae]: model m's K_m largest entries of its
-    segment [m * d_sae, (m + 1) * d_sae), models in order (the layout `_topk_select` returns).
+    segment [m * d_sae, (m + 1) * d_sae), models in order (the layout `_topk_select` returns);
+    with `values`, (indices, the pre-activations there) - read while they are in cache.
 
     pre must be a contiguous float32 CPU tensor without NaN (training refuses NaN input first)."""
     if not available():
@@ -123,6 +159,14 @@ def segmented_topk(pre: Tensor, d_sae: int, ks: list[int]) -> Tensor:
         raise ValueError(
             f"pre has {pre.shape[1]} columns; expected {len(ks)} models x {d_sae} with 0 < K <= {d_sae}"
         )
-    out = np.empty((pre.shape[0], sum(ks)), dtype=np.int64)
-    _segmented_topk(pre.detach().contiguous().numpy(), d_sae, np.asarray(ks, dtype=np.int64), out)
+    n = pre.shape[0]
+    out = np.empty((n, sum(ks)), dtype=np.int64)
+    out_vals = np.empty((n, sum(ks)), dtype=np.float32)
+    arr, ks_arr = pre.detach().contiguous().numpy(), np.asarray(ks, dtype=np.int64)
+    parts = max(1, min(threads(), n // MIN_ROWS_PER_THREAD))
+    run_chunks(
+        lambda lo, hi, _: _segmented_topk(arr[lo:hi], d_sae, ks_arr, out[lo:hi], out_vals[lo:hi]), n, parts
+    )
+    if values:
+        return torch.from_numpy(out), torch.from_numpy(out_vals)
     return torch.from_numpy(out)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.sae import ARCHITECTURES, SAE, SAEConfig, cpu_topk, create_sae
+from core.sae import ARCHITECTURES, SAE, SAEConfig, cpu_topk, cpu_topk_step, create_sae
 from core.sae.base import StackCodes, auxk_ratio
 from core.sae.sparse import BagDecode, topk_indices
 
@@ -288,8 +288,11 @@ class SAEStack(nn.Module):
         """One Adam step of every model on batch x (OpenAI recipe for the decoder)."""
         for p in self.parameters():
             p.grad = None
-        out = self.losses(x, scale)
-        out.loss.backward()
+        if cpu_topk_step.usable(self, x):  # the same losses and gradients, compiled (tested against this)
+            out = cpu_topk_step.losses_and_grads(self, x, scale)
+        else:
+            out = self.losses(x, scale)
+            out.loss.backward()
         with torch.no_grad():
             if self.unit_norm:
                 g, w = self.W_dec.grad, self.W_dec
