@@ -55,7 +55,23 @@ if njit is not None:
 
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
     def _main_rows(
-        lo, hi, x, vals, idx, bag_start, w_dec, b_dec, g_scale, err, sse, g_bdec, g_wdec, g_wenc_t, g_b, fired
+        lo,
+        hi,
+        x,
+        vals,
+        idx,
+        bag_start,
+        w_dec,
+        b_dec,
+        g_scale,
+        keep_err,
+        err,
+        sse,
+        g_bdec,
+        g_wdec,
+        g_wenc_t,
+        g_b,
+        fired,
     ):  # pragma: no cover - compiled  # noqa: E501
         n_models, d = b_dec.shape
         r = np.empty(d, dtype=np.float32)
@@ -76,7 +92,8 @@ if njit is not None:
                 s = np.float32(0.0)
                 for t in range(d):
                     e = r[t] - xn[t]
-                    err[n, m, t] = e
+                    if keep_err:  # only the AuxK pass reads it: skipped, it is 1 KB a row less traffic
+                        err[n, m, t] = e
                     s += e * e
                     g[t] = g_scale * e
                     g_bdec[m, t] += g[t]
@@ -208,16 +225,17 @@ def losses_and_grads(stack, x: Tensor, scale: float, dead: Tensor | None = None)
 
     def main(lo, hi, t):
         b = bufs[t]
-        _main_rows(lo, hi, x_np, vals_np, idx_np, bag_start, w_dec, b_dec, g_scale, err,
+        _main_rows(lo, hi, x_np, vals_np, idx_np, bag_start, w_dec, b_dec, g_scale, uses_auxk, err,
                    b.sse, b.g_bdec, b.g_wdec, b.g_wenc_t, b.g_b, b.fired)  # fmt: skip
 
+    if dead is None:
+        dead = stack.since_fired > stack.dead_after[:, None]
+    uses_auxk = bool((stack.auxk_coef > 0).any()) and bool(dead.any())
     run_chunks(main, n, parts)
     mse = torch.from_numpy(_summed(bufs, "sse")).float() / (n * scale)
 
     aux = mse.new_zeros(M)
-    if dead is None:
-        dead = stack.since_fired > stack.dead_after[:, None]
-    if bool((stack.auxk_coef > 0).any()) and bool(dead.any()):
+    if uses_auxk:
         kaux = min(stack.kaux, int(dead.sum(-1).max()))
         pre3 = pre.view(n, M, S)
         aidx = pre3.masked_fill(~dead[None], float("-inf")).topk(kaux, dim=-1)[1]
