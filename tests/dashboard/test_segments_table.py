@@ -1,0 +1,49 @@
+"""The server's segment table: the memory-mapped Arrow copy of segments.parquet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.dashboard import segments_table
+from core.workspace.workspace import Workspace
+
+
+def _ws(tmp_path, make_workspace, n=50):
+    x = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
+    return make_workspace(tmp_path / "ws", x, speaker=[f"spk{i % 7}" for i in range(n)], gender="f")
+
+
+def test_the_copy_reads_as_the_parquet_does(tmp_path, make_workspace):
+    ws = _ws(tmp_path, make_workspace)
+    path = segments_table.ensure(ws)
+    assert path.name.startswith("segments-") and path.suffix == ".arrow"
+    assert segments_table.ensure(ws) == path  # present: not written again
+    fresh = Workspace.open(ws.root)
+    got = segments_table.load(fresh)
+    assert fresh.segments is got  # what every reader of ws.segments then gets
+    pd.testing.assert_frame_equal(got, pd.read_parquet(ws.root / "segments.parquet"))
+    assert got.iloc[[3, 17]]["speaker"].tolist() == ["spk3", "spk3"]
+    import pyarrow as pa
+
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    assert all(table.column(c).num_chunks == 1 for c in table.column_names)  # takes read only rows
+
+
+def test_a_damaged_or_foreign_copy_is_said_and_the_parquet_read(tmp_path, make_workspace, capsys):
+    ws = _ws(tmp_path, make_workspace)
+    path = segments_table.ensure(ws)
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    got = segments_table.load(Workspace.open(ws.root))
+    pd.testing.assert_frame_equal(got, pd.read_parquet(ws.root / "segments.parquet"))
+    assert "segment table copy not used" in capsys.readouterr().err
+    other = _ws(tmp_path / "other", make_workspace, n=20)  # a copy of 20 rows under this name
+    path.write_bytes(segments_table.ensure(other).read_bytes())
+    assert len(segments_table.load(Workspace.open(ws.root))) == 50
+    assert "not 50" in capsys.readouterr().err
+
+
+def test_no_copy_reads_the_parquet(tmp_path, make_workspace):
+    ws = _ws(tmp_path, make_workspace)
+    got = segments_table.load(Workspace.open(ws.root))
+    assert len(got) == 50 and not list(ws.cache_dir.glob("segments-*"))
