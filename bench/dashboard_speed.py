@@ -256,6 +256,9 @@ def main() -> int:
         build(root, args.rows, args.dim, args.d_sae, args.k)
     ws = Workspace.open(root)
     build_nearest(ws)  # a workspace built before the bench built it
+    from core.dashboard import segments_table
+
+    segments_table.load(ws)  # the table as the server reads it (pages/common.open_ws)
     idx = load_index(ws, MODEL)
     live = idx.stats[idx.stats["count"] > 0]
     typical = int(live.iloc[(live["count"] - live["count"].median()).abs().argsort().iloc[0]]["latent"])

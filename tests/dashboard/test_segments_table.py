@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.dashboard import segments_table
+from core.errors import NotFoundError
 from core.workspace.workspace import Workspace
 
 
@@ -47,3 +49,20 @@ def test_no_copy_reads_the_parquet(tmp_path, make_workspace):
     ws = _ws(tmp_path, make_workspace)
     got = segments_table.load(Workspace.open(ws.root))
     assert len(got) == 50 and not list(ws.cache_dir.glob("segments-*"))
+
+
+def test_a_segment_id_is_found_by_binary_search_over_the_copy(tmp_path, make_workspace):
+    from core.dashboard import playback
+
+    ws = _ws(tmp_path, make_workspace)
+    assert segments_table.find(ws, "s3") is None  # not read from the copy: the caller's own lookup
+    segments_table.ensure(ws)
+    fresh = Workspace.open(ws.root)
+    segments_table.load(fresh)
+    ids = fresh.segments["segment_id"].tolist()
+    assert [segments_table.find(fresh, i) for i in ids] == list(range(50))
+    assert segments_table.find(fresh, "s5x") == -1 and segments_table.find(fresh, "") == -1
+    assert segments_table.find(fresh, "zz") == -1 and segments_table.find(fresh, "a") == -1
+    assert playback.segment_position(fresh, "s42") == 42
+    with pytest.raises(NotFoundError, match="no segment 'nope'"):
+        playback.segment_position(fresh, "nope")
