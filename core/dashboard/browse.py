@@ -228,13 +228,16 @@ def ensure_index(ws, model: str, **kwargs) -> LatentIndex:
 def association_attributes(ws) -> list[str]:
     """Categorical metadata columns usable for associations (few distinct values). Numeric columns
     (measured F0, synthesis pitch, ...) are continuous attributes, not categories: left out."""
+    from core.dashboard import segments_table
+
     seg = ws.segments
     out = []
     continuous = set(ws.continuous_attributes())
     for col in ws.attributes():
         if col in SKIP_ASSOCIATION or col in continuous:
             continue
-        nun = seg[col].nunique(dropna=True)
+        counts = segments_table.value_counts(ws, col)  # stored: no pass over every row
+        nun = len(counts) if counts is not None else seg[col].nunique(dropna=True)
         if 2 <= nun <= MAX_ASSOCIATION_VALUES:
             out.append(col)
     return out
@@ -444,10 +447,15 @@ def _breakdown(ws, sub: pd.DataFrame) -> pd.DataFrame:
         if "speaker" in seg.columns:
             attrs.append("speaker")
         base = {}
+        from core.dashboard import segments_table
+
         for a in attrs:
-            # counted first, blank values dropped after: the strip then runs over the distinct
-            # values, not over every row (0.5 s a column at 10M rows); the same shares
-            counts = seg[a].astype("string").value_counts(dropna=True)
+            # stored by dashboard-cache where the server reads its table from the copy (2 s a
+            # server start at 10M rows); counted first, blank values dropped after: the strip
+            # runs over the distinct values, not over every row; the same shares
+            counts = segments_table.value_counts(ws, a)
+            if counts is None:
+                counts = seg[a].astype("string").value_counts(dropna=True)
             counts = counts[counts.index.str.strip() != ""]
             base[a] = counts / max(int(counts.sum()), 1)
         ws._voxsae_base_rates = base

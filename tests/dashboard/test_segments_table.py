@@ -66,3 +66,29 @@ def test_a_segment_id_is_found_by_binary_search_over_the_copy(tmp_path, make_wor
     assert playback.segment_position(fresh, "s42") == 42
     with pytest.raises(NotFoundError, match="no segment 'nope'"):
         playback.segment_position(fresh, "nope")
+
+
+def test_stored_value_counts_are_the_counts_of_the_column(tmp_path, make_workspace):
+    from core.dashboard import browse
+
+    n = 60
+    x = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
+    lang = np.array(["es", "en", " ", None] * 15, dtype=object)
+    ws = make_workspace(tmp_path / "ws", x, speaker=[f"spk{i % 9}" for i in range(n)], language=lang, f0=1.5)
+    plain = Workspace.open(ws.root)
+    assert segments_table.value_counts(plain, "speaker") is None  # not read from the copy
+    segments_table.ensure(ws)
+    fresh = Workspace.open(ws.root)
+    segments_table.load(fresh)
+    for col in ("speaker", "language"):
+        want = fresh.segments[col].astype("string").value_counts(dropna=True)
+        got = segments_table.value_counts(fresh, col)
+        assert dict(got.items()) == dict(want.items())
+    assert segments_table.value_counts(fresh, "f0") is None  # numeric: a continuous attribute
+    assert segments_table.value_counts(fresh, "segment_id") is None
+    assert browse.association_attributes(fresh) == browse.association_attributes(plain)
+    rows = np.arange(0, n, 3)
+    sub = fresh.segments.iloc[rows]
+    pd.testing.assert_frame_equal(
+        browse._breakdown(fresh, sub), browse._breakdown(plain, plain.segments.iloc[rows])
+    )
