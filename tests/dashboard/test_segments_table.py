@@ -92,3 +92,24 @@ def test_stored_value_counts_are_the_counts_of_the_column(tmp_path, make_workspa
     pd.testing.assert_frame_equal(
         browse._breakdown(fresh, sub), browse._breakdown(plain, plain.segments.iloc[rows])
     )
+
+
+def test_the_overview_summary_from_stored_counts_is_the_workspace_summary(tmp_path, make_workspace):
+    from core.dashboard.overview import workspace_summary
+
+    n = 40
+    x = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
+    ws = make_workspace(
+        tmp_path / "ws",
+        x,
+        speaker=[["", "a", "b", None][i % 4] for i in range(n)],
+        language=[["es", "en", None, "es"][i % 4] for i in range(n)],
+        many=[f"v{i}" for i in range(n)],
+        hours=["x"] * n,  # named like a summary field
+        f0=np.linspace(80, 200, n),
+    )
+    segments_table.ensure(ws)
+    fresh = Workspace.open(ws.root)
+    segments_table.load(fresh)
+    assert workspace_summary(fresh) == Workspace.open(ws.root).summary()
+    assert workspace_summary(Workspace.open(ws.root)) == ws.summary()  # no copy read: the same call
