@@ -101,15 +101,19 @@ def loaded_rss_mb(path: Path, queries: np.ndarray) -> tuple[float, float]:
 def exact_top(x: np.ndarray, q: np.ndarray, k: int, chunk: int = 262_144) -> list[set]:
     """The exact top-k row sets of each query (chunked matmul, the best k kept per chunk: memory
     stays one chunk's similarities at 10M rows)."""
+    from core.workspace.workspace import row_chunks
+
     best_rows = np.zeros((len(q), 0), np.int64)
     best = np.zeros((len(q), 0), np.float32)
-    for a in range(0, len(x), chunk):
-        sims = q @ x[a : a + chunk].T
+    a = 0
+    for part in row_chunks(x, chunk):  # a memory map's pages released after each chunk
+        sims = q @ part.T
         top = np.argpartition(-sims, min(k, sims.shape[1]) - 1, axis=1)[:, :k]
         best_rows = np.concatenate([best_rows, top + a], axis=1)
         best = np.concatenate([best, np.take_along_axis(sims, top, axis=1)], axis=1)
         keep = np.argsort(-best, axis=1)[:, :k]
         best_rows, best = np.take_along_axis(best_rows, keep, axis=1), np.take_along_axis(best, keep, axis=1)
+        a += len(part)
     return [set(r) for r in best_rows]
 
 
