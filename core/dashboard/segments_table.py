@@ -9,13 +9,16 @@ segments.parquet in the workspace cache, memory-mapped.
 
 Why: at 10M segments reading segments.parquet takes 6 s and 1.8 GB of server heap (the strings
 decoded into Arrow buffers); the Arrow file opens in under a second and its columns stay
-file-backed pages, read where the pages look (a latent's rows, a base-rate pass). The frame is
-the one pandas reads from the parquet: the same columns, dtypes and values.
+file-backed pages, read where the pages look (a latent's rows). The frame is the one pandas
+reads from the parquet: the same columns, dtypes and values. Beside it, what would otherwise
+take a pass over every row at each server start: the rows in segment_id order (a segment's row
+by binary search) and each metadata column's value counts (the latent page's corpus-wide shares,
+the overview's counts).
 
-Where: cache/segments-<segments digest>.arrow (core.analysis.store.segments_digest: the
-parquet's SHA-256), written atomically; copies of an older segment table are removed. A copy that
-does not open, or whose rows or columns are not the parquet's, is said once (stderr) and the
-parquet is read instead.
+Where: cache/segments-<segments digest>.arrow, .order.npy and .counts.parquet
+(core.analysis.store.segments_digest: the parquet's SHA-256), each written atomically; those of
+an older segment table are removed. A copy that does not open, or whose rows, columns or order
+do not fit the parquet's, is said (stderr) and the parquet is read instead.
 """
 
 from __future__ import annotations
