@@ -183,7 +183,12 @@ def build_index(ws, settings: IndexSettings | None = None) -> IndexBuild:
     lists = settings.n_lists(n)
     rng = np.random.default_rng(settings.seed)
     train = np.sort(rng.choice(n, size=min(n, settings.train_rows * lists), replace=False))
-    sample = np.asarray(ws.embeddings[train], dtype=np.float32)
+    # the sampled rows picked from plain-read chunks: fancy indexing the memory map would fault
+    # in nearly every page of a 7.7 GB embeddings.npy and leave them in this process's RSS
+    sample = np.empty((len(train), dim), dtype=np.float32)
+    for a, x in embedding_chunks(ws):
+        lo, hi = np.searchsorted(train, [a, a + len(x)])
+        sample[lo:hi] = x[train[lo:hi] - a]
     sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
     index = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = settings.seed  # k-means' own initialisation
