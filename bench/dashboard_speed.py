@@ -66,61 +66,118 @@ def build(root: Path, n: int, dim: int, d_sae: int, k: int) -> None:
             "split": np.where(feature_spk, "feature", "sae"),
         }
     )
+    del spk
     dirs = rng.standard_normal((4, dim)).astype(np.float32)
-    x = np.empty((n, dim), np.float32)
-    for a in range(0, n, 100_000):
-        b = min(n, a + 100_000)
-        chunk = 0.5 * rng.standard_normal((b - a, dim)).astype(np.float32)
-        chunk += np.where((lang[a:b] == "es") & ~is_music[a:b], 1, 0)[:, None] * dirs[0]
-        chunk += np.where(is_music[a:b], 1, 0)[:, None] * 2 * dirs[1]
-        chunk += np.where(gender[a:b] == "female", 1, 0)[:, None] * 0.7 * dirs[2]
-        x[a:b] = chunk
+    # written in chunks to a .npy file with plain writes, then passed as a read-only memory map,
+    # which Workspace.create checks, hashes and copies in row chunks: 10M x 192 (7.7 GB) is never
+    # held in memory
+    root.parent.mkdir(parents=True, exist_ok=True)
+    src = root.parent / f".{root.name}-embeddings.npy"
+    with open(src, "wb") as fh:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": (n, dim)})
+        for a in range(0, n, 100_000):
+            b = min(n, a + 100_000)
+            chunk = 0.5 * rng.standard_normal((b - a, dim)).astype(np.float32)
+            chunk += np.where((lang[a:b] == "es") & ~is_music[a:b], 1, 0)[:, None] * dirs[0]
+            chunk += np.where(is_music[a:b], 1, 0)[:, None] * 2 * dirs[1]
+            chunk += np.where(gender[a:b] == "female", 1, 0)[:, None] * 0.7 * dirs[2]
+            fh.write(chunk.tobytes())
+    x = np.load(src, mmap_mode="r")
     ws = Workspace.create(root, seg, x, embedder="imported", sample_rate=0, provenance={"command": "bench"})
-    del x
-    print(f"  workspace {n:,} x {dim}: {time.perf_counter() - t0:.1f} s", flush=True)
+    del x, seg
+    src.unlink()
+    print(
+        f"  workspace {n:,} x {dim}: {time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_gb():.2f} GB",
+        flush=True,
+    )
     t0 = time.perf_counter()
     sae = create_sae(SAEConfig(architecture="topk", d_in=dim, d_sae=d_sae, k=k))
     save_sae(sae, ws.models_dir / MODEL, metrics={"nmse": None, "l0": k, "dead_fraction": 0.0})
     build_index(ws, MODEL)
-    print(f"  activation codes + browse index ({d_sae} latents, K={k}): {time.perf_counter() - t0:.1f} s")
+    print(
+        f"  activation codes + browse index ({d_sae} latents, K={k}): {time.perf_counter() - t0:.1f} s, "
+        f"peak RSS {peak_rss_gb():.2f} GB",
+        flush=True,
+    )
     rows = sample_rows(n)
     save_projection(ws, rows, rng.standard_normal((len(rows), 2)).astype(np.float32))
+    build_nearest(ws)
+
+
+def build_nearest(ws) -> None:
+    """dashboard-cache's nearest-segment index and the server's segment table (core.dashboard.
+    segments_table), each a no-op when a fresh one is stored."""
+    from core.dashboard import nearest_index, segments_table
+
+    segments_table.ensure(ws)
+    t0 = time.perf_counter()
+    built = nearest_index.ensure_index(ws)
+    if built is not None and built.built:
+        print(
+            f"  nearest-segment index IVF{built.lists},SQ8: {time.perf_counter() - t0:.1f} s, "
+            f"{built.path.stat().st_size / 2**30:.2f} GB file, peak RSS {peak_rss_gb():.2f} GB",
+            flush=True,
+        )
+
+
+def peak_rss_gb() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec. It counts file-backed pages of
+    # memory maps too (the embeddings read through np.load(mmap_mode="r")), which the kernel can drop
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 2**20
 
 
 CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 from streamlit.testing.v1 import AppTest
-os.environ["VOXSAE_START_PAGE"] = "latents"
-at = AppTest.from_file(sys.argv[1], default_timeout=600)
-at.session_state["latent"] = int(sys.argv[2])
-at.run()
+
+
+def mem():
+    status = open("/proc/self/status").read()
+    kb = lambda key: int(status.split(key + ":")[1].split()[0]) / 1024 / 1024
+    return {"rss": kb("VmRSS"), "anon": kb("RssAnon"), "file": kb("RssFile"), "peak": kb("VmHWM")}
+
+
+def open_page(key, **state):
+    os.environ["VOXSAE_START_PAGE"] = key
+    at = AppTest.from_file(sys.argv[1], default_timeout=600)
+    for k, v in state.items():
+        at.session_state[k] = v
+    t = time.perf_counter()
+    at.run()
+    took = time.perf_counter() - t
+    assert not at.exception, (key, [e.value for e in at.exception])
+    return at, took
+
+
+at, _ = open_page("latents", latent=int(sys.argv[2]))
 cold = time.perf_counter() - t0
-assert not at.exception, [e.value for e in at.exception]
 assert at.title[0].value.startswith("Latent"), at.title
 warm = []
 for _ in range(5):
     t = time.perf_counter(); at.run(); warm.append(time.perf_counter() - t)
-os.environ["VOXSAE_START_PAGE"] = "steering"
-st_at = AppTest.from_file(sys.argv[1], default_timeout=600)
-t = time.perf_counter(); st_at.run(); steer_first = time.perf_counter() - t
-assert not st_at.exception, [e.value for e in st_at.exception]
+st_at, steer_first = open_page("steering")
 assert st_at.slider, ([e.value for e in st_at.error], [i.value for i in st_at.info])
 steer_rerun = []
 for v in (0.5, 1.0, 1.5, 2.0, 2.5):
     t = time.perf_counter(); st_at.slider(key="_w_steer_value").set_value(v).run(); steer_rerun.append(time.perf_counter() - t)
-rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024 / 1024
-os.environ["VOXSAE_START_PAGE"] = "probe"
-pr_at = AppTest.from_file(sys.argv[1], default_timeout=600)
-t = time.perf_counter(); pr_at.run(); probe_first = time.perf_counter() - t
-assert not pr_at.exception, [e.value for e in pr_at.exception]
-t = time.perf_counter(); pr_at.selectbox(key="_w_probe_segment").select_index(7).run(); probe_next = time.perf_counter() - t
-rss_probe = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024 / 1024
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the bench parent
-peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024 / 1024
+mem_latent_steering = mem()
+pr_at, probe_first = open_page("probe")
+try:  # a text box above core.dashboard.probe.SEGMENT_LIST_MAX segments, else a select box
+    picker = pr_at.text_input(key="_w_probe_segment")
+except KeyError:
+    picker = pr_at.selectbox(key="_w_probe_segment")
+t = time.perf_counter(); picker.set_value("s7").run(); probe_next = time.perf_counter() - t
+assert not pr_at.exception and not pr_at.error, ([e.value for e in pr_at.exception], [e.value for e in pr_at.error])
+first_open = {"latents": cold, "steering": steer_first, "probe": probe_first}
+kept = [at, st_at, pr_at]  # every session stays open, as in a server that served them all
+for key in ("overview", "labeling", "grid", "splitting", "continuous"):
+    page_at, first_open[key] = open_page(key)
+    kept.append(page_at)
 print(json.dumps({"cold": cold, "warm": warm, "steer_first": steer_first, "steer_rerun": steer_rerun,
-                  "rss_gb": rss, "peak_gb": peak, "probe_first": probe_first, "probe_next": probe_next,
-                  "rss_probe_gb": rss_probe}))
+                  "mem_latent_steering": mem_latent_steering, "probe_first": probe_first,
+                  "probe_next": probe_next, "first_open": first_open, "mem_all": mem()}))
 """
 
 
@@ -177,24 +234,31 @@ def real_server_cold_start(data_root: Path, workspace: str, latent: int) -> tupl
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--segments", type=int, default=1_100_000)
+    ap.add_argument("--rows", "--segments", dest="rows", type=int, default=1_100_000, help="segments")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--d-sae", type=int, default=600)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--out", default=str(REPO / "bench" / "out"))
     args = ap.parse_args()
-    name = f"dash-{args.segments}-{args.dim}-{args.d_sae}-{args.k}"
+    name = f"dash-{args.rows}-{args.dim}-{args.d_sae}-{args.k}"
     root = Path(args.out) / name
     os.environ["VOXSAE_DATA"] = str(root.parent)
     os.environ["VOXSAE_WORKSPACE"] = name
     from core.dashboard.browse import decoder_directions, latent_page, load_index
     from core.workspace.workspace import Workspace
 
-    print(f"== dashboard speed: {args.segments:,} segments x {args.dim}, SAE {args.d_sae} latents K={args.k}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    print(f"== dashboard speed: {args.rows:,} segments x {args.dim}, SAE {args.d_sae} latents K={args.k}")
     if not (root / "workspace.json").is_file() or load_index(Workspace.open(root), MODEL) is None:
         print("building the workspace and its cached artifacts (once):", flush=True)
-        build(root, args.segments, args.dim, args.d_sae, args.k)
+        build(root, args.rows, args.dim, args.d_sae, args.k)
     ws = Workspace.open(root)
+    build_nearest(ws)  # a workspace built before the bench built it
+    from core.dashboard import segments_table
+
+    segments_table.load(ws)  # the table as the server reads it (pages/common.open_ws)
     idx = load_index(ws, MODEL)
     live = idx.stats[idx.stats["count"] > 0]
     typical = int(live.iloc[(live["count"] - live["count"].median()).abs().argsort().iloc[0]]["latent"])
@@ -299,12 +363,35 @@ def main() -> int:
     print(f"{'  steering update (max of 41)':<44} {max(steer_ms):9.3f} ms")
     line("steering page rerun via AppTest (median)", ms["steer rerun"], "ms", steer_target)
     print(f"{'  steering page first open (encodes once)':<44} {fig['steer_first']:9.3f} s")
-    line("resident memory after latent + steering", fig["rss_gb"], "GB", TARGETS["rss_gb"])
-    print(f"{'  peak resident memory of that process':<44} {fig['peak_gb']:9.3f} GB")
+    ml, ma = fig["mem_latent_steering"], fig["mem_all"]
+    line("resident memory after latent + steering", ml["rss"], "GB", TARGETS["rss_gb"])
     print(
         f"{'probe page: first open / next segment':<44} {fig['probe_first']:9.3f} s / {fig['probe_next']:.3f} s"
     )
-    line("resident memory after the probe page too", fig["rss_probe_gb"], "GB", TARGETS["rss_gb"])
+    print("first open of each page: " + ", ".join(f"{k} {v:.2f} s" for k, v in fig["first_open"].items()))
+    line("resident memory after every page", ma["rss"], "GB", TARGETS["rss_gb"])
+    print(
+        f"{'  of which anonymous / file-backed (maps)':<44} {ma['anon']:9.3f} GB / {ma['file']:.3f} GB; "
+        f"peak {ma['peak']:.3f} GB"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    figures = {
+        "rows": args.rows,
+        "dim": args.dim,
+        "cold_start_s": f"{fig['cold']:.2f}",
+        "cold_start_server_s": f"{real[0]:.2f}" if real is not None else "nan",
+        "latent_page_ms": f"{ms['page']:.1f}",
+        "latent_page_rerun_ms": f"{ms['page rerun']:.0f}",
+        "steering_ms": f"{ms['steer']:.2f}",
+        "steering_rerun_ms": f"{ms['steer rerun']:.0f}",
+        "probe_first_s": f"{fig['probe_first']:.2f}",
+        "probe_next_s": f"{fig['probe_next']:.2f}",
+        "dashboard_rss_gb": f"{ma['rss']:.2f}",
+        "dashboard_rss_anon_gb": f"{ma['anon']:.2f}",
+        "dashboard_peak_rss_gb": f"{ma['peak']:.2f}",
+        "load_avg": f"{os.getloadavg()[0]:.2f}",
+    }
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 
 

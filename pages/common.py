@@ -150,10 +150,11 @@ def default_model(models: list[str]) -> str | None:
 
 @st.cache_resource(show_spinner="Opening workspace...", max_entries=4)
 def _open_ws(name: str, key: str):
+    from core.dashboard import segments_table
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(name)
-    _ = ws.segments  # load the table once per server
+    segments_table.load(ws)  # the table once per server: the memory-mapped copy dashboard-cache wrote
     return ws
 
 

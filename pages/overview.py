@@ -6,13 +6,13 @@ import altair as alt
 import streamlit as st
 
 from core.dashboard.cache_keys import content_key
-from core.dashboard.overview import attribute_counts, models_table, nmse_by_k
+from core.dashboard.overview import attribute_counts, models_table, nmse_by_k, workspace_summary
 from pages import common
 
 
 @st.cache_data(show_spinner=False)
 def _summary(root: str, content: str) -> dict:
-    return common.open_ws_by_root(root).summary()
+    return workspace_summary(common.open_ws_by_root(root))
 
 
 ws = common.current_ws()

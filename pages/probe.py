@@ -57,10 +57,16 @@ try:
         st.caption(probe.pieces_caption(clip))
         res = probe.probe_embedding(ws, model, clip.embedding, **context)
     else:
-        ids = ws.segments["segment_id"]
-        if ss.get("probe_segment") not in set(ids):
-            ss["probe_segment"] = str(ids.iloc[0])
-        common.state_widget(st.selectbox, "Segment", ids, key="probe_segment")
+        ids = probe.segment_choices(ws)
+        # a select box needs a listed id; an unknown id typed in the text box is said (not replaced)
+        if not ss.get("probe_segment") or (
+            ids is not None and not probe.known_segment(ws, ss["probe_segment"])
+        ):
+            ss["probe_segment"] = str(ws.segments["segment_id"].iloc[0])
+        if ids is not None:
+            common.state_widget(st.selectbox, "Segment", ids, key="probe_segment")
+        else:
+            common.state_widget(st.text_input, f"Segment id (one of {len(ws):,})", key="probe_segment")
         common.audio_player(ws, ss["probe_segment"])
         res = probe.probe_segment(ws, model, ss["probe_segment"], **context)
 except VoxSAEError as exc:

@@ -208,9 +208,15 @@ def encode_rows(ws: Workspace, ref: ModelRef, rows: np.ndarray | None = None) ->
         except ImportError:  # pragma: no cover
             densify = None
         if densify is not None:
-            idx, val = _sparse_codes(ws, ref)
-            if rows_arr is not None:
-                idx, val = idx[rows_arr], val[rows_arr]
+            key = (str(ws.root), ws.fingerprint, ref.name, ref.checksum)
+            if rows_arr is None or key in _CODES:
+                idx, val = _sparse_codes(ws, ref)
+                if rows_arr is not None:
+                    idx, val = idx[rows_arr], val[rows_arr]
+            else:  # only those rows, from the memory-mapped cache: not all codes of a 10M corpus
+                from core.sae.activations import sparse_code_rows
+
+                idx, val = sparse_code_rows(ws, ref.name, rows_arr)
             return densify(idx, val, ref.d_sae)
     x = np.asarray(ws.embeddings if rows_arr is None else ws.embeddings[rows_arr], dtype=np.float32)
     return _encode_array(open_sae(ref), x)

@@ -99,8 +99,8 @@ def _entries_from_sparse_codes(ws, model: str, d_sae: int, progress):
         progress(0.6, "indexing activations")
     keep = np.asarray(val) > 0
     rows = np.broadcast_to(np.arange(idx.shape[0], dtype=np.int32)[:, None], idx.shape)[keep]
-    cols = np.asarray(idx)[keep].astype(np.int32)
-    vals = np.asarray(val)[keep].astype(np.float32)
+    cols = np.asarray(idx)[keep].astype(np.int32, copy=False)  # copy=False: 0.8 GB each at 10M rows
+    vals = np.asarray(val)[keep].astype(np.float32, copy=False)
     if cols.size and (cols.min() < 0 or cols.max() >= d_sae):
         raise InputError(f"model {model}: cached activation indices outside 0..{d_sae - 1}")
     return rows, cols, vals
@@ -145,8 +145,13 @@ def build_index(
     counts = np.bincount(c, minlength=m.d_sae)
     indptr = np.zeros(m.d_sae + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    rows_sorted, values_sorted, c_sorted = r[order], v[order], c[order]
-    del order, r, v, c
+    # one array at a time, each original dropped once sorted: at 10M rows x K=20 each is 0.8 GB
+    rows_sorted = r[order]
+    del r
+    values_sorted = v[order]
+    del v
+    c_sorted = c[order]
+    del order, c
     if progress:
         progress(0.93, "latent statistics")
     stats = _latent_stats(ws, m.d_sae, indptr, rows_sorted, values_sorted, c_sorted=c_sorted)
@@ -223,13 +228,16 @@ def ensure_index(ws, model: str, **kwargs) -> LatentIndex:
 def association_attributes(ws) -> list[str]:
     """Categorical metadata columns usable for associations (few distinct values). Numeric columns
     (measured F0, synthesis pitch, ...) are continuous attributes, not categories: left out."""
+    from core.dashboard import segments_table
+
     seg = ws.segments
     out = []
     continuous = set(ws.continuous_attributes())
     for col in ws.attributes():
         if col in SKIP_ASSOCIATION or col in continuous:
             continue
-        nun = seg[col].nunique(dropna=True)
+        counts = segments_table.value_counts(ws, col)  # stored: no pass over every row
+        nun = len(counts) if counts is not None else seg[col].nunique(dropna=True)
         if 2 <= nun <= MAX_ASSOCIATION_VALUES:
             out.append(col)
     return out
@@ -439,9 +447,17 @@ def _breakdown(ws, sub: pd.DataFrame) -> pd.DataFrame:
         if "speaker" in seg.columns:
             attrs.append("speaker")
         base = {}
+        from core.dashboard import segments_table
+
         for a in attrs:
-            col = seg[a].astype("string")
-            base[a] = col[col.str.strip() != ""].value_counts(normalize=True, dropna=True)
+            # stored by dashboard-cache where the server reads its table from the copy (2 s a
+            # server start at 10M rows); counted first, blank values dropped after: the strip
+            # runs over the distinct values, not over every row; the same shares
+            counts = segments_table.value_counts(ws, a)
+            if counts is None:
+                counts = seg[a].astype("string").value_counts(dropna=True)
+            counts = counts[counts.index.str.strip() != ""]
+            base[a] = counts / max(int(counts.sum()), 1)
         ws._voxsae_base_rates = base
     out = []
     for attr, rates in base.items():

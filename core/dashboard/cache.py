@@ -1,7 +1,9 @@
 """`python -m core dashboard-cache`: precompute what the dashboard reads, each only when missing:
 the latent index of every usable model (core.dashboard.browse), the 2-D UMAP map
 (core.dashboard.projection) and, on a workspace of at least nearest_index.MIN_INDEX_ROWS rows,
-the vector index of nearest segments (core.dashboard.nearest_index). `make demo` runs it before serving the dashboard. A model folder
+the vector index of nearest segments (core.dashboard.nearest_index), and the memory-mapped copy
+of the segment table the server reads (core.dashboard.segments_table). `make demo` runs it
+before serving the dashboard. A model folder
 that cannot be used is named on stderr with the reason (one `warning: ...` line each); when none
 is usable the command fails with one error listing them. Each cached thing is keyed on the
 content it is computed from, so a changed corpus or model is computed anew."""
@@ -20,11 +22,13 @@ def main(args) -> int:
 
     from core.analysis.models import warn_unusable_models
     from core.constants import DEFAULT_WORKSPACE
+    from core.dashboard import segments_table
     from core.dashboard.browse import ensure_index
     from core.dashboard.projection import load_projection, projection_path
     from core.workspace.workspace import Workspace
 
     ws = Workspace.open(args.workspace or DEFAULT_WORKSPACE)
+    print(f"segment table for the server: {segments_table.ensure(ws)}")
     models = warn_unusable_models(ws)  # a model folder left out is named, with the reason
     for m in tqdm(models, desc="latent indexes", unit="model"):
         ensure_index(ws, m.name)

@@ -7,7 +7,9 @@
     nearest_index.nearest_rows(ws, q, 10, exclude_row=17)   # row 17 never among them
 
 What: faiss IVF over the L2-normalised embeddings with 8-bit scalar-quantised codes
-(`IVF<lists>,SQ8`, inner product): a vector costs `dim` bytes, so 10M x 192 fits in 1.9 GB. A
+(`IVF<lists>,SQ8`, inner product): a vector costs `dim` bytes, so 10M x 192 is a 1.9 GB file,
+read memory-mapped (faiss.IO_FLAG_MMAP): its inverted lists stay file-backed, so a server holds
+only the pages its queries touched, not the whole index on its heap. A
 query scans `nprobe` lists for `candidates x k` codes, then re-ranks those candidates by their
 exact cosine read from embeddings.npy: the cosines returned are the brute-force ones of the rows
 found, and the quantisation only decides which rows are candidates. Why faiss IVF rather than an
@@ -181,21 +183,39 @@ def build_index(ws, settings: IndexSettings | None = None) -> IndexBuild:
     lists = settings.n_lists(n)
     rng = np.random.default_rng(settings.seed)
     train = np.sort(rng.choice(n, size=min(n, settings.train_rows * lists), replace=False))
-    sample = np.asarray(ws.embeddings[train], dtype=np.float32)
+    # the sampled rows picked from plain-read chunks: fancy indexing the memory map would fault
+    # in nearly every page of a 7.7 GB embeddings.npy and leave them in this process's RSS
+    sample = np.empty((len(train), dim), dtype=np.float32)
+    for a, x in embedding_chunks(ws):
+        lo, hi = np.searchsorted(train, [a, a + len(x)])
+        sample[lo:hi] = x[train[lo:hi] - a]
     sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
     index = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = settings.seed  # k-means' own initialisation
     index.train(sample)
     for _, x in _unit_chunks(ws):
         index.add(x)
-    data = faiss.serialize_index(index).tobytes()
     path = index_path(ws, settings)
-    atomic.write_bytes(path, data)
-    meta = _meta(ws, settings, hashlib.sha256(data).hexdigest(), lists)
+    # written by faiss straight to the file (a serialised copy in memory would double 1.9 GB at
+    # 10M x 192), then hashed from disk
+    with atomic.atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+        digest = file_sha256(tmp)
+    del index
+    meta = _meta(ws, settings, digest, lists)
     atomic.write_json(meta_path(path), meta)
     _remove_others(ws, path)
-    ws.__dict__[_LOADED] = (path, index)
+    ws.__dict__.pop(_LOADED, None)  # the pages read it back memory-mapped (load_index)
     return IndexBuild(path=path, rows=n, lists=lists, built=True)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 8 MB blocks (not held in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _meta(ws, settings: IndexSettings, sha256: str, lists: int) -> dict:
@@ -240,25 +260,28 @@ def load_index(ws, settings: IndexSettings | None = None):
     why = None
     try:
         meta = json.loads(meta_path(path).read_text())
-        data = path.read_bytes()
+        digest = file_sha256(path)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        meta, data, why = (
+        meta, digest, why = (
             None,
-            b"",
+            "",
             f"its description {meta_path(path).name} is unreadable ({type(exc).__name__})",
         )
     if why is None:
         expected = {"rows": len(ws), "dim": ws.dim, "fingerprint": ws.fingerprint}
         if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
             why = "it describes other embeddings than the workspace's"
-        elif meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        elif meta.get("sha256") != digest:
             why = "its bytes are not the ones stored (truncated or changed)"
     index = None
     if why is None:
         import faiss
 
         try:
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            # memory-mapped: the inverted lists stay file-backed pages (a query touches nprobe
+            # lists of them), not 1.9 GB of server heap at 10M x 192. The file is only ever
+            # replaced by a rename, never rewritten in place, so the mapping stays valid.
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
         except RuntimeError as exc:
             why = f"faiss cannot read it ({str(exc).splitlines()[0][:80]})"
         else:

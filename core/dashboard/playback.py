@@ -23,8 +23,12 @@ MAX_CLIP_S = 60.0
 
 def segment_position(ws, segment_id: str) -> int:
     """Row of `segment_id` in the catalogue (and embeddings); NotFoundError when it is not listed."""
+    from core.dashboard import segments_table
+
     key = str(segment_id)
-    pos = int(_segment_index(ws).get_indexer([key])[0])
+    pos = segments_table.find(ws, key)  # the server's table: binary search over its id order
+    if pos is None:
+        pos = int(_segment_index(ws).get_indexer([key])[0])
     if pos < 0:
         shown = key if len(key) <= 80 else key[:77] + "..."
         raise NotFoundError(f"workspace {ws.name}: no segment {shown!r} in the catalogue")

@@ -22,7 +22,7 @@ import soundfile as sf
 
 from core.atomic import write_failure
 from core.constants import SAMPLE_RATE
-from core.errors import InputError, VoxSAEError
+from core.errors import InputError, NotFoundError, VoxSAEError
 from core.workspace.workspace import COLUMN_SUFFIX
 
 NEAREST_ADDED = ("row", "cosine")
@@ -230,6 +230,28 @@ def _check_duration(seconds: float, shown: str, *, min_s: float = MIN_UPLOAD_S) 
 
 
 # -- nearest catalogue segments -----------------------------------------------------------------
+SEGMENT_LIST_MAX = 100_000
+"""Up to this many segments the page lists them in a select box; above it, a text box takes the
+segment id (a select box sends every id to the browser on each run: 10M of them is ~100 MB)."""
+
+
+def segment_choices(ws) -> pd.Series | None:
+    """The segment ids the page's select box lists, or None when the workspace has more than
+    SEGMENT_LIST_MAX segments (the page then asks for an id)."""
+    return ws.segments["segment_id"] if len(ws) <= SEGMENT_LIST_MAX else None
+
+
+def known_segment(ws, segment_id) -> bool:
+    """Whether `segment_id` is one of the workspace's segments (one lookup, not a set of all ids)."""
+    from core.dashboard.playback import segment_position
+
+    try:
+        segment_position(ws, str(segment_id))
+    except NotFoundError:
+        return False
+    return True
+
+
 def nearest_rows(
     ws, query: np.ndarray, k: int, exclude_row: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

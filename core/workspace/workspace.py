@@ -47,6 +47,7 @@ import functools
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import sys
@@ -146,6 +147,36 @@ def _dtype_problem(dtype: np.dtype) -> str | None:
     return None
 
 
+CHECK_CHUNK_ROWS = 262_144
+"""Rows checked or hashed at a time (192 MB of float32 at 192-d)."""
+
+
+def row_chunks(arr: np.ndarray, rows: int | None = None):
+    """Consecutive row slices of `arr`, `rows` (default CHECK_CHUNK_ROWS) at a time (views:
+    nothing copied). Of a memory map, the pages a slice touched are released from this process
+    once the caller is done with it (they stay in the page cache), so a pass over a 7.7 GB mapped
+    file does not leave 7.7 GB in the process's resident memory."""
+    rows = rows or CHECK_CHUNK_ROWS
+    mapping = _shared_mapping(arr)
+    for a in range(0, arr.shape[0], rows):
+        yield arr[a : a + rows]
+        if mapping is not None:
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _shared_mapping(arr: np.ndarray):
+    """The mmap under `arr` when it views a shared file mapping (np.memmap modes r, r+, w+), else
+    None. A copy-on-write map (mode c) is never released: that would drop its private changes."""
+    base = arr
+    while base is not None:
+        if isinstance(base, np.memmap):
+            mapping = getattr(base, "_mmap", None)
+            usable = mapping is not None and base.mode != "c" and hasattr(mmap, "MADV_DONTNEED")
+            return mapping if usable else None
+        base = getattr(base, "base", None)
+    return None
+
+
 def validate_embeddings(array: Any, where: str, dim: int | None = None) -> np.ndarray:
     """Return `array` as float32 [N, D] or raise InputError naming what is wrong (and the first bad row).
 
@@ -164,19 +195,21 @@ def validate_embeddings(array: Any, where: str, dim: int | None = None) -> np.nd
         raise InputError(
             f"{where}: embeddings have 0 dimensions (shape {arr.shape}); need [N, dim] with dim >= 1"
         )
-    finite = np.isfinite(arr).all(axis=1)
+    # row chunks: a memory-mapped 10M x 192 input is checked without a full-size temporary
+    finite = np.concatenate([np.isfinite(part).all(axis=1) for part in row_chunks(arr)])
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise InputError(
             f"{where}: {bad.size} embedding row(s) contain NaN or inf (first bad row index {bad[0]})"
         )
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-        too_big = (np.abs(arr) > FLOAT32_MAX).any(axis=1)
+        too_big = np.concatenate([(np.abs(part) > FLOAT32_MAX).any(axis=1) for part in row_chunks(arr)])
         if too_big.any():
             bad = np.flatnonzero(too_big)
+            largest = max(float(np.abs(part).max()) for part in row_chunks(arr))
             raise InputError(
                 f"{where}: {bad.size} embedding row(s) hold values beyond float32's range "
-                f"(|x| up to {float(np.abs(arr).max()):.3g}, float32 holds {FLOAT32_MAX:.3g}; "
+                f"(|x| up to {largest:.3g}, float32 holds {FLOAT32_MAX:.3g}; "
                 f"first bad row index {bad[0]})"
             )
     if dim is not None and arr.shape[1] != dim:
@@ -255,7 +288,9 @@ def fingerprint_of(segments: pd.DataFrame, embeddings: np.ndarray, windows: Wind
     """Content hash of the corpus: what models and analyses record to detect staleness (the
     windows enter it when there are any; a corpus without them hashes as before they existed)."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+    # row chunks hash to the same digest as the whole array, without a full-size copy of a map
+    for part in row_chunks(embeddings):
+        digest.update(np.ascontiguousarray(part, dtype=np.float32).tobytes())
     if windows is not None and len(windows.segment_rows):
         digest.update(b"windows")
         digest.update(np.ascontiguousarray(windows.embeddings, dtype=np.float32).tobytes())
@@ -422,8 +457,17 @@ def _write_staged(path: Path, target: Path, write) -> None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    if _shared_mapping(array) is None or not array.flags.c_contiguous:
+        with open(path, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        return
+    # a memory map: the bytes np.save writes (its header, then the rows), copied in row chunks
+    from numpy.lib import format as npy_format
+
     with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+        npy_format.write_array_header_1_0(fh, npy_format.header_data_from_array_1_0(array))
+        for part in row_chunks(array):
+            fh.write(np.ascontiguousarray(part).tobytes())
 
 
 def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
@@ -666,6 +710,8 @@ class Workspace:
         the workspace to a file or folder to move in. An existing folder that is not a workspace
         is refused (check_target). `windows` (optional: window embeddings and the segment row
         of each) are checked against the segments (validate_windows) and written with them.
+        `embeddings` may be a read-only memory map (np.lib.format.open_memmap, np.load with
+        mmap_mode): float32 is checked, hashed and written in row chunks, never copied whole.
         """
         root = check_target(name_or_path)
         where = str(root)
@@ -746,7 +792,7 @@ class Workspace:
         corpus files are the ones workspace.json was written with, else computed from their content."""
         if self.info.files is not None and _file_stamps(self.root, self._corpus_files) == self.info.files:
             return self.info.fingerprint
-        actual = fingerprint_of(self.segments, np.asarray(self.embeddings), self.windows)
+        actual = fingerprint_of(self.segments, self.embeddings, self.windows)
         if actual != self.info.fingerprint:
             logger.warning(
                 "workspace %s: its corpus files changed after workspace.json was written "

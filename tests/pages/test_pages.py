@@ -181,6 +181,25 @@ def test_probe_a_segment(ws):
     assert not at.exception
 
 
+def test_probe_a_segment_by_id_above_the_select_box_limit(ws, monkeypatch):
+    """A workspace with more than SEGMENT_LIST_MAX segments gets a text box for the id: a known id
+    is probed, an unknown one is said and not replaced."""
+    from core.dashboard import probe
+
+    monkeypatch.setattr(probe, "SEGMENT_LIST_MAX", 10)
+    at = app("probe")
+    assert not at.exception
+    box = at.text_input(key="_w_probe_segment")
+    assert box.value == "seg0000"
+    box.set_value("seg0100").run()
+    assert not at.exception and not at.error
+    assert at.session_state["probe_segment"] == "seg0100" and at.dataframe
+    at.text_input(key="_w_probe_segment").set_value("nope").run()
+    assert not at.exception
+    assert any("no segment 'nope'" in e.value for e in at.error)
+    assert at.session_state["probe_segment"] == "nope"
+
+
 def test_no_workspace_message(tmp_path, monkeypatch):
     monkeypatch.setenv("VOXSAE_DATA", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=30)

@@ -69,3 +69,28 @@ def test_bad_requests(trained):
     np.testing.assert_allclose(
         latents(ws, "topk-L20-K3", rows=np.array([1])), encode_array(sae, x[1:2]), atol=1e-6
     )
+
+
+def test_code_rows_are_read_from_the_mapped_cache_and_fall_back_when_it_is_unusable(trained):
+    """sparse_code_rows reads the rows from the cached .npz memory-mapped (equal to the loaded
+    arrays' rows); a compressed or damaged cache is recomputed by sparse_codes instead."""
+    from core.sae import activations
+
+    ws, _ = trained
+    idx, val = sparse_codes(ws, "topk-L20-K3")
+    rows = np.array([399, 5, 5, 0, 123])
+    got_idx, got_val = activations.sparse_code_rows(ws, "topk-L20-K3", rows)
+    np.testing.assert_array_equal(got_idx, idx[rows])
+    np.testing.assert_array_equal(got_val, val[rows])
+    assert not isinstance(got_idx, np.memmap)  # a copy: the map is not kept open by the caller
+    (path,) = (ws.cache_dir / "activations").glob("topk-L20-K3-*.npz")
+    mapped = activations._mapped_npz(path)
+    assert isinstance(mapped["indices"], np.memmap) and mapped["indices"].shape == (400, 3)
+    with open(path, "wb") as fh:  # compressed members cannot be mapped
+        np.savez_compressed(fh, indices=idx, values=val)
+    assert activations._mapped_npz(path) is None
+    got_idx, got_val = activations.sparse_code_rows(ws, "topk-L20-K3", rows)
+    np.testing.assert_array_equal(got_idx, idx[rows])
+    path.write_bytes(b"not a zip")
+    got_idx, _ = activations.sparse_code_rows(ws, "topk-L20-K3", rows)  # recomputed, then read
+    np.testing.assert_array_equal(got_idx, idx[rows])

@@ -51,6 +51,39 @@ def test_fingerprint_changes_with_content(segments_factory):
     assert len({a, b, c}) == 3
 
 
+def test_create_from_a_memory_map_in_row_chunks_writes_what_an_array_does(
+    segments_factory, tmp_path, monkeypatch
+):
+    """A memory-mapped input (10M x 192 is 7.7 GB) is checked, hashed and copied in row chunks:
+    the same embeddings.npy bytes and fingerprint as from the array in memory, and a NaN in a
+    later chunk is named by its row in the whole array."""
+    import core.workspace.workspace as workspace
+
+    monkeypatch.setattr(workspace, "CHECK_CHUNK_ROWS", 7)  # 30 rows: 5 chunks, the last partial
+    seg = segments_factory(30)
+    emb = np.random.default_rng(2).normal(size=(30, 5)).astype(np.float32)
+    np.save(tmp_path / "src.npy", emb)
+    mapped = np.load(tmp_path / "src.npy", mmap_mode="r")
+    from_array = Workspace.create("arr", seg, emb, embedder="t", sample_rate=0)
+    from_map = Workspace.create("map", seg, mapped, embedder="t", sample_rate=0)
+    assert from_map.fingerprint == from_array.fingerprint == fingerprint_of(seg, emb)
+    assert (from_map.root / EMBEDDINGS_NPY).read_bytes() == (from_array.root / EMBEDDINGS_NPY).read_bytes()
+    np.testing.assert_array_equal(np.asarray(mapped), emb)  # the released pages read back the same
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float32, shape=(30, 5))
+    bad[:] = emb
+    bad[23, 4] = np.inf
+    bad.flush()
+    with pytest.raises(
+        InputError, match=r"1 embedding row\(s\) contain NaN or inf \(first bad row index 23\)"
+    ):
+        Workspace.create(
+            "bad", seg, np.load(tmp_path / "bad.npy", mmap_mode="r"), embedder="t", sample_rate=0
+        )
+    copy_on_write = np.load(tmp_path / "src.npy", mmap_mode="c")
+    assert workspace._shared_mapping(copy_on_write) is None  # never released: it may hold changes
+    assert workspace._shared_mapping(mapped[3:]) is not None and workspace._shared_mapping(emb) is None
+
+
 def test_nan_rows_are_named():
     emb = np.zeros((5, 3), np.float32)
     emb[3, 1] = np.nan
