@@ -47,6 +47,7 @@ with st.sidebar:
         common.state_widget(st.selectbox, "Workspace", names, key="ws")
         try:
             ws = common.open_ws(ss["ws"])
+            common.warn_segments_table(ws)
             models = common.model_names(ws)
         except Exception as exc:  # a broken workspace must not take the whole app down
             st.error(str(exc))

@@ -164,6 +164,16 @@ def open_ws(name: str):
     return _open_ws(name, workspace_key(name))
 
 
+def warn_segments_table(ws) -> None:
+    """The stored segment-table copy's refusal, once per run (the sidebar's): said on the page,
+    not only on the server's stderr, while the rows come from the parquet."""
+    from core.dashboard import segments_table
+
+    problem = segments_table.problem(ws)
+    if problem:
+        st.warning(problem)
+
+
 def model_names(ws) -> list[str]:
     """The workspace's usable models, from the one model catalogue (core.sae.catalog: cfg.json
     reads); every model folder left out, or whose metrics cannot be read, gets a visible warning

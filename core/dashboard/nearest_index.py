@@ -231,7 +231,7 @@ def _meta(ws, settings: IndexSettings, sha256: str, lists: int) -> dict:
 
 def _remove_others(ws, keep: Path) -> None:
     for p in ws.cache_dir.glob("nn-*"):
-        if p.is_file() and p not in (keep, meta_path(keep)):
+        if (p.is_file() or p.is_symlink()) and p not in (keep, meta_path(keep)):
             p.unlink(missing_ok=True)
 
 
@@ -258,14 +258,19 @@ def load_index(ws, settings: IndexSettings | None = None):
     if not path.is_file():
         return None
     why = None
+    links = [p.name for p in (path, meta_path(path)) if p.is_symlink()]
+    if links:  # never read (nor mapped) from outside the workspace: a linked file can change under it
+        why = f"{' and '.join(links)} is a link, not a file the workspace wrote"
     try:
+        if why is not None:
+            raise OSError(why)
         meta = json.loads(meta_path(path).read_text())
         digest = file_sha256(path)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         meta, digest, why = (
             None,
             "",
-            f"its description {meta_path(path).name} is unreadable ({type(exc).__name__})",
+            why or f"its description {meta_path(path).name} is unreadable ({type(exc).__name__})",
         )
     if why is None:
         expected = {"rows": len(ws), "dim": ws.dim, "fingerprint": ws.fingerprint}

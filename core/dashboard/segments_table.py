@@ -16,13 +16,23 @@ by binary search) and each metadata column's value counts (the latent page's cor
 the overview's counts).
 
 Where: cache/segments-<segments digest>.arrow, .order.npy and .counts.parquet
-(core.analysis.store.segments_digest: the parquet's SHA-256), each written atomically; those of
-an older segment table are removed. A copy that does not open, or whose rows, columns or order
-do not fit the parquet's, is said (stderr) and the parquet is read instead.
+(core.analysis.store.segments_digest: the parquet's SHA-256), each written atomically, then a
+.json beside them written last that names what they were made from and what they are: the
+parquet's digest, rows and columns, the Arrow copy's size and mtime, and the SHA-256 of the order
+and counts files. Those of an older segment table are removed. The copy is used only when that
+description fits the files as they are (a crash between the writes, a file truncated, edited or
+swapped, a copy from before the description existed) and none of them is a link (a copy is never
+read from outside the workspace); else it is said once (stderr, and `problem(ws)` for the page)
+and the parquet is read instead, and `dashboard-cache` (`ensure`) writes the copy again. The Arrow
+copy is checked by size and mtime, not hashed: hashing 2 GB at every server start would undo what
+the copy is for; an edit that keeps both is not seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -31,9 +41,12 @@ import pandas as pd
 
 from core import atomic
 from core.constants import SEGMENT_BASE_COLUMNS, SEGMENTS_PARQUET
+from core.dashboard.nearest_index import file_sha256
 
 _IDS = "_voxsae_segment_ids"
 _COUNTS = "_voxsae_value_counts"
+_PROBLEM = "_voxsae_segments_table_problem"
+_MANIFEST = "_voxsae_segments_table_manifest"
 
 
 def table_path(ws) -> Path:
@@ -48,16 +61,82 @@ def order_path(table: Path) -> Path:
     return table.with_suffix(".order.npy")
 
 
+def manifest_path(table: Path) -> Path:
+    """What the copy was made from and what its files are (JSON beside it, written last)."""
+    return table.with_suffix(".json")
+
+
+def _files(table: Path) -> tuple[Path, Path, Path, Path]:
+    return table, order_path(table), counts_path(table), manifest_path(table)
+
+
+def _describe(ws, table: Path, names: list[str]) -> dict:
+    from core.analysis.store import segments_digest
+
+    stat = table.stat()
+    return {
+        "segments_digest": segments_digest(ws),
+        "rows": len(ws),
+        "columns": list(names),
+        "arrow": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "order_sha256": file_sha256(order_path(table)),
+        "counts_sha256": file_sha256(counts_path(table)),
+    }
+
+
+def check(ws, table: Path | None = None) -> str | None:
+    """Why the stored copy of `ws`'s segment table must not be used (None: it may): a file
+    missing, a link, or not what its description says it is, or a description of another table."""
+    import pyarrow.parquet as pq
+
+    from core.analysis.store import segments_digest
+
+    table = table or table_path(ws)
+    for p in _files(table):
+        if p.is_symlink():
+            return f"{p.name} is a link (to {p.readlink()}), not a file the workspace wrote"
+        if not p.is_file():
+            return f"{p.name} is missing"
+    try:
+        meta = json.loads(manifest_path(table).read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        names = pq.read_schema(ws.root / SEGMENTS_PARQUET).names
+        expected = {"segments_digest": segments_digest(ws), "rows": len(ws), "columns": names}
+        if any(meta.get(k) != v for k, v in expected.items()):
+            return "its description names another segment table"
+        stat = table.stat()
+        if meta.get("arrow") != {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+            return f"{table.name} is not the file written (size or mtime changed)"
+        if meta.get("order_sha256") != file_sha256(order_path(table)):
+            return f"{order_path(table).name} is not the file written (its bytes changed)"
+        if meta.get("counts_sha256") != file_sha256(counts_path(table)):
+            return f"{counts_path(table).name} is not the file written (its bytes changed)"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"its description is unreadable ({type(exc).__name__}: {str(exc)[:80]})"
+    ws.__dict__[_MANIFEST] = meta
+    return None
+
+
+def problem(ws) -> str | None:
+    """The warning `load` gave for `ws` (a copy present but not used), None when it gave none:
+    what the page shows."""
+    return ws.__dict__.get(_PROBLEM)
+
+
 def ensure(ws) -> Path:
-    """Write the Arrow copy of `ws`'s segment table (and its segment_id order) when missing; its
-    path."""
+    """Write the Arrow copy of `ws`'s segment table (its segment_id order, value counts and their
+    description) unless a usable one is stored; its path."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     path = table_path(ws)
-    if all(p.is_file() for p in (path, order_path(path), counts_path(path))):
+    if check(ws, path) is None:
         return path
+    for p in _files(path):  # a link is removed, not written through
+        if p.is_symlink():
+            p.unlink()
     # one chunk per column: pyarrow's take from a many-chunk column joins the chunks first (50 ms
     # a column at 10M rows, on every latent page), from one chunk it reads only the rows taken
     table = pq.read_table(ws.root / SEGMENTS_PARQUET).combine_chunks()
@@ -70,8 +149,9 @@ def ensure(ws) -> Path:
     order = pc.sort_indices(table.column("segment_id")).to_numpy().astype(np.int64)
     atomic.write_npy(order_path(path), order)
     atomic.write_parquet(counts_path(path), _attribute_counts(table))
+    atomic.write_json(manifest_path(path), _describe(ws, path, table.schema.names))  # last
     for old in ws.cache_dir.glob("segments-*"):
-        if old not in (path, order_path(path), counts_path(path)):
+        if old not in _files(path):
             old.unlink(missing_ok=True)
     return path
 
@@ -114,7 +194,10 @@ def value_counts(ws, column: str) -> pd.Series | None:
     stored = ws.__dict__.get(_COUNTS)
     if stored is None:
         try:
-            frame = pd.read_parquet(counts_path(table_path(ws)))
+            data = counts_path(table_path(ws)).read_bytes()
+            if hashlib.sha256(data).hexdigest() != ws.__dict__.get(_MANIFEST, {}).get("counts_sha256"):
+                raise ValueError("its bytes are not the ones described")
+            frame = pd.read_parquet(io.BytesIO(data))
             stored = {
                 str(name): pd.Series(part["count"].to_numpy(), index=pd.Index(part["value"], dtype="string"))
                 for name, part in frame.groupby("column", sort=False)
@@ -132,11 +215,14 @@ def load(ws) -> pd.DataFrame:
     if "segments" in ws.__dict__:  # already read (functools.cached_property's slot)
         return ws.segments
     path = table_path(ws)
-    if path.is_file():
+    if path.is_file() or path.is_symlink():
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
+            why = check(ws, path)
+            if why is not None:
+                raise ValueError(why)
             table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
             names = pq.read_schema(ws.root / SEGMENTS_PARQUET).names
             if table.num_rows != len(ws) or table.schema.names != names:
@@ -148,9 +234,9 @@ def load(ws) -> pd.DataFrame:
             ws.__dict__["segments"] = table.to_pandas(split_blocks=True)
             ws.__dict__[_IDS] = (_string_buffers(table.column("segment_id")), order)
         except (OSError, ValueError, pa.ArrowException) as exc:
-            print(
-                f"warning: {path}: segment table copy not used ({exc}); reading the parquet", file=sys.stderr
-            )
+            msg = f"{path}: segment table copy not used ({exc}); reading the parquet until `dashboard-cache` rewrites it"
+            ws.__dict__[_PROBLEM] = msg
+            print(f"warning: {msg}", file=sys.stderr)
     return ws.segments
 
 
@@ -177,16 +263,19 @@ def find(ws, segment_id: str) -> int | None:
         return None
     (offsets, data), order = found
     key = str(segment_id).encode()
+    n = len(offsets) - 1
     lo, hi = 0, len(order)
     while lo < hi:  # the first sorted position whose id is >= key (ids compare as UTF-8 bytes)
         mid = (lo + hi) // 2
         row = int(order[mid])
+        if not 0 <= row < n:  # the order file changed under its map: no row it names is trusted
+            return None
         if data[offsets[row] : offsets[row + 1]].tobytes() < key:
             lo = mid + 1
         else:
             hi = mid
     if lo < len(order):
         row = int(order[lo])
-        if data[offsets[row] : offsets[row + 1]].tobytes() == key:
+        if 0 <= row < n and data[offsets[row] : offsets[row + 1]].tobytes() == key:
             return row
     return -1

@@ -100,12 +100,14 @@ def sparse_codes(ws: Workspace, model_name: str) -> tuple[np.ndarray, np.ndarray
     info = get_model(ws, model_name)
     sae = open_model(ws, info)
     path = _cache_path(ws, info)
-    if path.is_file():
+    if path.is_file() and not path.is_symlink():  # a link (maybe outside the workspace) is rewritten
         try:
             with np.load(path, allow_pickle=False) as f:
                 idx, val = f["indices"], f["values"]
             if idx.ndim != 2 or idx.shape[0] != len(ws) or idx.shape != val.shape:
                 raise ValueError(f"shape {idx.shape} / {val.shape} for {len(ws)} rows")
+            if not np.issubdtype(idx.dtype, np.integer) or val.dtype != np.float32:
+                raise ValueError(f"dtypes {idx.dtype} / {val.dtype}, not integer latent ids / float32")
             if idx.size and not 0 <= idx.min() <= idx.max() < info.d_sae:
                 raise ValueError(f"latent ids outside 0..{info.d_sae - 1}")
             return idx, val
@@ -134,15 +136,28 @@ def sparse_code_rows(ws: Workspace, model_name: str, rows: np.ndarray) -> tuple[
     sparse_codes (which computes or repairs the cache) when the file is missing or unusable."""
     info = get_model(ws, model_name)
     path = _cache_path(ws, info)
-    rows = np.asarray(rows, dtype=np.int64)
-    if path.is_file():
+    rows = np.asarray(rows)
+    if rows.dtype == bool or rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+        raise InputError(
+            f"workspace {ws.name}: rows must be a 1-d array of row numbers, got {rows.dtype} {rows.shape}"
+        )
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= len(ws)):  # a negative row would wrap silently
+        raise InputError(f"workspace {ws.name}: row index out of range 0..{len(ws) - 1}")
+    if path.is_file() and not path.is_symlink():  # mapped only from the workspace's own file
         try:
             members = _mapped_npz(path)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, struct.error):
             members = None
         if members is not None and {"indices", "values"} <= set(members):
             idx, val = members["indices"], members["values"]
-            if idx.ndim == 2 and idx.shape == val.shape and idx.shape[0] == len(ws):
+            if (
+                idx.ndim == 2
+                and idx.shape == val.shape
+                and idx.shape[0] == len(ws)
+                and np.issubdtype(idx.dtype, np.integer)
+                and val.dtype == np.float32
+            ):
                 i, v = np.array(idx[rows]), np.array(val[rows])
                 if not i.size or 0 <= i.min() <= i.max() < info.d_sae:
                     return i, v
