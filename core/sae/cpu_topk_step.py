@@ -53,6 +53,27 @@ def usable(stack, x: Tensor) -> bool:
 
 if njit is not None:
 
+    @njit(inline="always", cache=True, fastmath=True, boundscheck=False)
+    def _add_scaled(r, v, row):  # pragma: no cover - compiled
+        """r += v * row (one active latent's decoder row into a reconstruction)."""
+        for t in range(r.shape[0]):
+            r[t] += v * row[t]
+
+    @njit(inline="always", cache=True, fastmath=True, boundscheck=False)
+    def _backward_entry(c, v, g, xn, w_dec, g_wdec, g_wenc_t, g_b):  # pragma: no cover - compiled
+        """One active entry (latent c, value v > 0) of a row whose reconstruction has gradient g:
+        dW_dec[c] += v g; dpre = g . W_dec[c]; dW_enc^T[c] += dpre x[n]; db[c] += dpre."""
+        wc = w_dec[c]
+        gw = g_wdec[c]
+        dot = np.float32(0.0)
+        for t in range(g.shape[0]):
+            gw[t] += v * g[t]
+            dot += g[t] * wc[t]
+        ge = g_wenc_t[c]
+        for t in range(g.shape[0]):
+            ge[t] += dot * xn[t]
+        g_b[c] += dot
+
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
     def _main_rows(
         lo,
@@ -72,7 +93,7 @@ if njit is not None:
         g_wenc_t,
         g_b,
         fired,
-    ):  # pragma: no cover - compiled  # noqa: E501
+    ):  # pragma: no cover - compiled
         n_models, d = b_dec.shape
         r = np.empty(d, dtype=np.float32)
         g = np.empty(d, dtype=np.float32)
@@ -86,9 +107,7 @@ if njit is not None:
                     c = idx[n, j]
                     v = vals[n, j]
                     if v > 0:
-                        wc = w_dec[c]
-                        for t in range(d):
-                            r[t] += v * wc[t]
+                        _add_scaled(r, v, w_dec[c])
                 s = np.float32(0.0)
                 for t in range(d):
                     e = r[t] - xn[t]
@@ -103,21 +122,12 @@ if njit is not None:
                     v = vals[n, j]
                     if v > 0:
                         fired[c] = True
-                        wc = w_dec[c]
-                        gw = g_wdec[c]
-                        dot = np.float32(0.0)
-                        for t in range(d):
-                            gw[t] += v * g[t]
-                            dot += g[t] * wc[t]
-                        ge = g_wenc_t[c]
-                        for t in range(d):
-                            ge[t] += dot * xn[t]
-                        g_b[c] += dot
+                        _backward_entry(c, v, g, xn, w_dec, g_wdec, g_wenc_t, g_b)
 
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
     def _aux_rows(
         lo, hi, x, pre, aidx, amask, kaux, aux_scale, w_dec, err, aux_sse, g_wdec, g_wenc_t, g_b
-    ):  # pragma: no cover - compiled  # noqa: E501
+    ):  # pragma: no cover - compiled
         n_models = aux_scale.shape[0]
         d = x.shape[1]
         r = np.empty(d, dtype=np.float32)
@@ -135,9 +145,7 @@ if njit is not None:
                         c = aidx[n, j]
                         v = pre[n, c]
                         if v > 0:
-                            wc = w_dec[c]
-                            for t in range(d):
-                                r[t] += v * wc[t]
+                            _add_scaled(r, v, w_dec[c])
                 s = np.float32(0.0)
                 for t in range(d):
                     diff = r[t] + err[n, m, t]  # aux recon - residual, residual = x - recon = -e
@@ -149,16 +157,7 @@ if njit is not None:
                         c = aidx[n, j]
                         v = pre[n, c]
                         if v > 0:
-                            wc = w_dec[c]
-                            gw = g_wdec[c]
-                            dot = np.float32(0.0)
-                            for t in range(d):
-                                gw[t] += v * g[t]
-                                dot += g[t] * wc[t]
-                            ge = g_wenc_t[c]
-                            for t in range(d):
-                                ge[t] += dot * xn[t]
-                            g_b[c] += dot
+                            _backward_entry(c, v, g, xn, w_dec, g_wdec, g_wenc_t, g_b)
 
 
 class _Buffers:
