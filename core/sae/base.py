@@ -246,6 +246,9 @@ class SAE(nn.Module):
     without, cfg.k is None and models are named arch-L{d_sae}."""
     uses_auxk: ClassVar[bool] = True
     """Trained with the AuxK loss (dead latents reconstruct the residual)."""
+    compiled_cpu_step: ClassVar[bool] = False
+    """On CPU, its stack trains through core.sae.cpu_topk_step (the K largest pre-activations,
+    ReLU'd, no penalty) instead of autograd."""
     options: ClassVar[dict[str, Option]] = {}
     """The architecture's own hyper-parameters: name -> (default, help, smallest value). Kept in
     SAEConfig.options; the `train` command offers each as --NAME (underscores as dashes)."""

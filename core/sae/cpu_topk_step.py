@@ -42,7 +42,7 @@ def usable(stack, x: Tensor) -> bool:
     """Whether the fused step can train this stack on batch x (CPU float32 TopK, numba present)."""
     return (
         available()
-        and stack.arch == "topk"
+        and stack.impl.compiled_cpu_step
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and stack.W_enc.dtype == torch.float32

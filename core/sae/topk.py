@@ -26,6 +26,7 @@ class TopKSAE(SAE):
     architecture = "topk"
     saelens_architecture = "topk"
     unit_norm_decoder = True
+    compiled_cpu_step = True
     activation_bytes = (10.0, 10.0)  # measured: training step, inference pass
 
     def activate(self, pre: Tensor) -> Tensor:
