@@ -265,3 +265,22 @@ class DashboardServer:
         with open(f"/proc/{self.proc.pid}/status") as fh:
             kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
         return kb / 1024
+
+
+def small_workspace(root, embeddings: np.ndarray, **columns):
+    """Workspace at `root`: one segment s0, s1, ... (0-1 s of x.wav) per embedding row, with
+    `columns` as metadata (core.dashboard's tests, tests/hostile)."""
+    from core.workspace.workspace import Workspace
+
+    n = len(embeddings)
+    seg = pd.DataFrame(
+        {
+            "segment_id": [f"s{i}" for i in range(n)],
+            "source": "x.wav",
+            "start_s": 0.0,
+            "end_s": 1.0,
+            "duration_s": 1.0,
+            **columns,
+        }
+    )
+    return Workspace.create(root, seg, np.asarray(embeddings, np.float32), embedder="x", sample_rate=0)

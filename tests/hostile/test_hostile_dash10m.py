@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dashboard_ws import small_workspace
 from sae_synth import segments_for, synthetic_embeddings
 
 from core import atomic
@@ -29,17 +30,7 @@ from core.workspace.workspace import Workspace
 
 def _small(root, n=60, speaker_prefix="spk") -> Workspace:
     x = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
-    seg = pd.DataFrame(
-        {
-            "segment_id": [f"s{i}" for i in range(n)],
-            "source": "x.wav",
-            "start_s": 0.0,
-            "end_s": 1.0,
-            "duration_s": 1.0,
-            "speaker": [f"{speaker_prefix}{i % 7}" for i in range(n)],
-        }
-    )
-    return Workspace.create(root, seg, x, embedder="x", sample_rate=0)
+    return small_workspace(root, x, speaker=[f"{speaker_prefix}{i % 7}" for i in range(n)])
 
 
 def _served(ws) -> Workspace:
