@@ -227,6 +227,9 @@ def test_compiled_segmented_topk_matches_torch_topk():
         pre[20:30] *= 100
         pre[30:40] -= 50
         pre[40:50:2] += 50
+        pre[50, ::7] = float("inf")  # +inf entries: the threshold search cannot step past them
+        pre[51] = 7.0  # every entry equal: no threshold splits them
+        pre[52:60] = pre[52:60] * 1e-30  # tiny values: steps far below the last rows' spacing
         idx = cpu_topk.segmented_topk(pre, d_sae, ks)
         assert idx.shape == (96, sum(ks))
         col = 0
