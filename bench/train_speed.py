@@ -246,7 +246,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_100_000)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--grid-steps", type=int, default=6, help="measured steps of the 42-model grid")
+    ap.add_argument("--grid-steps", type=int, default=20, help="measured steps of the 42-model grid")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--stream-rows", type=int, default=2_000_000, help="rows of the streamed case (0: skip)")
     ap.add_argument("--stream-steps", type=int, default=200, help="measured steps of the streamed case")

@@ -162,7 +162,7 @@ if njit is not None:
         found = False
         for _ in range(40):
             if c >= k:  # lo holds >= k: move up until fewer than k remain
-                t = lo + step
+                t = np.float32(lo + step)
                 if not (t > lo and t < np.inf):
                     break
                 c = _count_ge(seg, t)
@@ -171,7 +171,7 @@ if njit is not None:
                     break
                 lo, c_lo = t, c
             else:  # hi holds < k: move down until k remain
-                t = hi - step
+                t = np.float32(hi - step)
                 if not (t < hi and t > -np.inf):
                     break
                 c = _count_ge(seg, t)
@@ -179,7 +179,7 @@ if njit is not None:
                     lo, c_lo, found = t, c, True
                     break
                 hi, c_hi = t, c
-            step *= 2.0
+            step = np.float32(step * 2.0)
         if not found:
             return lo, -1
         target = k + 0.5 * slack
@@ -187,7 +187,7 @@ if njit is not None:
             if c_lo <= k + slack:
                 break
             f = min(0.9, max(0.1, (c_lo - target) / (c_lo - c_hi)))  # c_lo >= k > c_hi
-            mid = lo + (hi - lo) * f
+            mid = np.float32(lo + (hi - lo) * f)  # float32: the counts compare 16 lanes at a time
             if not (mid > lo and mid < hi):  # no float left between them: ties
                 break
             c = _count_ge(seg, mid)
