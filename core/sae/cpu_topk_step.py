@@ -116,17 +116,19 @@ if njit is not None:
                 for t in range(d):
                     r[t] = bm[t]
                 # four decoder rows per pass over r: the pass is bound by its loads and stores
-                # of r, not by its multiply-adds
+                # of r, not by its multiply-adds (the last pass repeats the last row, weight 0)
+                last = a - 1
                 i = 0
-                while i + 3 < a:
-                    w1, w2, w3, w4 = w_dec[act[i]], w_dec[act[i + 1]], w_dec[act[i + 2]], w_dec[act[i + 3]]
-                    v1, v2, v3, v4 = act_v[i], act_v[i + 1], act_v[i + 2], act_v[i + 3]
+                while i < a:
+                    i2, i3, i4 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
+                    w1, w2, w3, w4 = w_dec[act[i]], w_dec[act[i2]], w_dec[act[i3]], w_dec[act[i4]]
+                    v1 = act_v[i]
+                    v2 = act_v[i2] * np.float32(i + 1 < a)
+                    v3 = act_v[i3] * np.float32(i + 2 < a)
+                    v4 = act_v[i4] * np.float32(i + 3 < a)
                     for t in range(d):
                         r[t] += v1 * w1[t] + v2 * w2[t] + v3 * w3[t] + v4 * w4[t]
                     i += 4
-                while i < a:
-                    _add_scaled(r, act_v[i], w_dec[act[i]])
-                    i += 1
                 s = np.float32(0.0)
                 for t in range(d):
                     e = r[t] - xn[t]
@@ -150,13 +152,6 @@ if njit is not None:
                     ent_row[p] = n
                     ent_col[p] = j
                     pb[c] = p + 1
-
-    @njit(inline="always", cache=True, fastmath=True, boundscheck=False)
-    def _dot(a, b):  # pragma: no cover - compiled
-        s = np.float32(0.0)
-        for t in range(a.shape[0]):
-            s += a[t] * b[t]
-        return s
 
     @njit(inline="always", cache=True, fastmath=True, boundscheck=False)
     def _dot4(e1, e2, e3, e4, w):  # pragma: no cover - compiled
@@ -194,33 +189,30 @@ if njit is not None:
                 ge = g_wenc_t[c]
                 db = np.float32(0.0)
                 # four entries per pass over the latent's two gradient rows: a pass is bound by
-                # its loads and stores of those rows, not by its multiply-adds
-                while p + 3 < p1:
-                    n1, n2, n3, n4 = ent_row[p], ent_row[p + 1], ent_row[p + 2], ent_row[p + 3]
+                # its loads and stores of those rows, not by its multiply-adds. A run's last pass
+                # repeats its last entry with weight 0 in the slots past its end (one pass at
+                # four-entry cost beats one-entry passes: half a model's runs are 1-3 entries)
+                last = p1 - 1
+                while p < p1:
+                    q2, q3, q4 = min(p + 1, last), min(p + 2, last), min(p + 3, last)
+                    n1, n2, n3, n4 = ent_row[p], ent_row[q2], ent_row[q3], ent_row[q4]
+                    w2 = g_scale * np.float32(p + 1 < p1)
+                    w3 = g_scale * np.float32(p + 2 < p1)
+                    w4 = g_scale * np.float32(p + 3 < p1)
                     e1, e2, e3, e4 = err[m, n1], err[m, n2], err[m, n3], err[m, n4]
                     v1 = g_scale * vals[n1, ent_col[p]]
-                    v2 = g_scale * vals[n2, ent_col[p + 1]]
-                    v3 = g_scale * vals[n3, ent_col[p + 2]]
-                    v4 = g_scale * vals[n4, ent_col[p + 3]]
+                    v2 = w2 * vals[n2, ent_col[q2]]
+                    v3 = w3 * vals[n3, ent_col[q3]]
+                    v4 = w4 * vals[n4, ent_col[q4]]
                     for t in range(d):
                         gw[t] += v1 * e1[t] + v2 * e2[t] + v3 * e3[t] + v4 * e4[t]
                     d1, d2, d3, d4 = _dot4(e1, e2, e3, e4, wc)
-                    d1, d2, d3, d4 = g_scale * d1, g_scale * d2, g_scale * d3, g_scale * d4
+                    d1, d2, d3, d4 = g_scale * d1, w2 * d2, w3 * d3, w4 * d4
                     x1, x2, x3, x4 = x[n1], x[n2], x[n3], x[n4]
                     for t in range(d):
                         ge[t] += d1 * x1[t] + d2 * x2[t] + d3 * x3[t] + d4 * x4[t]
                     db += d1 + d2 + d3 + d4
                     p += 4
-                while p < p1:
-                    n1 = ent_row[p]
-                    e1, x1 = err[m, n1], x[n1]
-                    v1 = g_scale * vals[n1, ent_col[p]]
-                    d1 = g_scale * _dot(e1, wc)
-                    for t in range(d):
-                        gw[t] += v1 * e1[t]
-                        ge[t] += d1 * x1[t]
-                    db += d1
-                    p += 1
                 g_b[c] += db
 
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
