@@ -8,21 +8,20 @@ entries with v_j > 0 count):
 
 1. rows over threads: recon = b_dec[m] + sum_j v_j W_dec[c_j] (four decoder rows per pass over
    recon), e = recon - x[n] kept in err[m, n], sse[m] += |e|^2, and a count of every latent's
-   active rows per block of ROW_BLOCK rows;
-2. rows over threads: a counting sort of the active entries by (row block, latent);
-3. latents over threads (split by their entries): with g = 2 e / (N scale), for each latent c, block
-   by block over the rows it is active in (four at a time),
-       dW_dec[c] += v g;  dpre = g . W_dec[c];  dW_enc^T[c] += dpre x[n];  db[c] += dpre.
-   A latent's two gradient rows stay in L1 while its entries stream through them, and a block's
-   error and batch rows stay in L2; no thread shares a gradient row, so nothing is summed after.
+   active rows;
+2. rows over threads: a counting sort of the active entries by latent;
+3. latents over threads (split by their entries): with g = 2 e / (N scale), for each latent c over
+   the rows it is active in (four at a time),
+       dW_dec[c] = sum v g;  dpre = g . W_dec[c];  dW_enc[:, c] = sum dpre x[n];  db[c] = sum dpre.
+   A latent's two gradient rows stay in L1 while its entries stream through them and are written
+   once; no thread shares a gradient row, so nothing is summed after.
 
 The passes are bound by loads and stores of 192-float rows, not by multiply-adds: on one thread,
 per active entry, about 25 ns forward and 50 ns backward (the row-major scatter this replaced took
 about 200). Where a model has dead latents and the batch's residual has variance, the AuxK pass
 (rows over threads, each with its own accumulators) does the same for the dead latents'
 reconstruction of the residual -e (weight coef * 2 / (N var)). The encoder's bias is
-b_enc - b_dec @ W_enc, so its gradient db reaches b_enc, b_dec and W_enc (done in torch,
-[M, d_sae]-sized).
+b_enc - b_dec @ W_enc, so its gradient db reaches b_enc, b_dec and W_enc (W_enc's share in pass 3).
 
 The autograd path stays the reference (and the path for GPUs, float64 and the other architectures):
 tests/sae check losses and every gradient against it. The kernels release the GIL; threads come from
@@ -45,10 +44,6 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 MIN_ROWS_PER_THREAD = 64
 """Below this many rows a thread's share does not pay for its gradient buffers."""
-
-ROW_BLOCK = 256
-"""Rows per block of the backward pass: a latent's entries are visited block by block, so one
-model's error rows and the batch's rows of a block (2 x 256 x 192 floats, 384 KB) stay in L2."""
 
 
 def usable(stack, x: Tensor) -> bool:
@@ -92,7 +87,7 @@ if njit is not None:
         lo, hi, x, vals, idx, bag_start, w_dec, b_dec, err, sse, e_sum, n_active
     ):  # pragma: no cover
         """Rows lo..hi, every model: err[m, n] = recon - x[n]; sse[m] += |e|^2; e_sum[m] += e;
-        n_active[n // ROW_BLOCK, c] += 1 for each latent c active (value > 0) in row n."""
+        n_active[c] += 1 for each latent c active (value > 0) in a row."""
         n_models, d = b_dec.shape
         act = np.empty(idx.shape[1], dtype=np.int64)
         act_v = np.empty(idx.shape[1], dtype=np.float32)
@@ -103,7 +98,6 @@ if njit is not None:
             for n in range(lo, hi):
                 r = err[m, n]
                 xn = x[n]
-                cnt = n_active[n // ROW_BLOCK]
                 a = 0
                 for j in range(j0, j1):
                     v = vals[n, j]
@@ -112,7 +106,7 @@ if njit is not None:
                         act[a] = c
                         act_v[a] = v
                         a += 1
-                        cnt[c] += 1
+                        n_active[c] += 1
                 for t in range(d):
                     r[t] = bm[t]
                 # four decoder rows per pass over r: the pass is bound by its loads and stores
@@ -139,19 +133,18 @@ if njit is not None:
 
     @njit(nogil=True, cache=True, boundscheck=False)
     def _fill_entries(lo, hi, vals, idx, pos, ent_row, ent_col):  # pragma: no cover - compiled
-        """Counting sort, second pass: rows lo..hi's active entries into their (row block, latent)
-        runs (pos[b, c]: where this thread's next entry goes); rows stay in order in a run."""
+        """Counting sort, second pass: rows lo..hi's active entries into their latents' runs
+        (pos[c]: where this thread's next entry of latent c goes); rows stay in order in a run."""
         for n in range(lo, hi):
             vrow = vals[n]
             irow = idx[n]
-            pb = pos[n // ROW_BLOCK]
             for j in range(vrow.shape[0]):
                 if vrow[j] > 0:
                     c = irow[j]
-                    p = pb[c]
+                    p = pos[c]
                     ent_row[p] = n
                     ent_col[p] = j
-                    pb[c] = p + 1
+                    pos[c] = p + 1
 
     @njit(inline="always", cache=True, fastmath=True, boundscheck=False)
     def _dot4(e1, e2, e3, e4, w):  # pragma: no cover - compiled
@@ -167,53 +160,68 @@ if njit is not None:
 
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
     def _backward_latents(
-        c_lo, c_hi, d_sae, x, vals, err, run_start, ent_row, ent_col, w_dec, g_scale, g_wdec, g_wenc_t, g_b
+        c_lo,
+        c_hi,
+        d_sae,
+        x,
+        vals,
+        err,
+        run_start,
+        ent_row,
+        ent_col,
+        w_dec,
+        b_dec,
+        g_scale,
+        g_wdec,
+        g_wenc,
+        g_b,
     ):  # pragma: no cover - compiled
-        """Latents c_lo..c_hi, each over the rows it is active in (its runs of entries, one per
-        row block): dW_dec[c] = sum v g;  dpre = g . W_dec[c];  dW_enc^T[c] = sum dpre x;
-        db[c] = sum dpre, with g = g_scale e."""
+        """Latents c_lo..c_hi, each over the rows it is active in (its run of entries), with
+        g = g_scale e:  dW_dec[c] = sum v g;  dpre = g . W_dec[c];  db[c] = sum dpre;
+        dW_enc[:, c] = sum dpre x - db[c] b_dec[m] (the encoder bias is b_enc - b_dec @ W_enc).
+        A latent's sums stay in L1 and are written once; W_enc's gradient in its own [d, M*S]
+        layout (consecutive latents fill consecutive columns, so its lines stay in cache)."""
         d = x.shape[1]
+        gw = np.empty(d, dtype=np.float32)
+        ge = np.empty(d, dtype=np.float32)
         for c in range(c_lo, c_hi):
-            g_wdec[c, :] = 0.0
-            g_wenc_t[c, :] = 0.0
-            g_b[c] = 0.0
-        for blk in range(run_start.shape[0]):
-            starts = run_start[blk]
-            for c in range(c_lo, c_hi):
-                p, p1 = starts[c], starts[c + 1]
-                if p == p1:
-                    continue
-                m = c // d_sae
-                wc = w_dec[c]
-                gw = g_wdec[c]
-                ge = g_wenc_t[c]
-                db = np.float32(0.0)
-                # four entries per pass over the latent's two gradient rows: a pass is bound by
-                # its loads and stores of those rows, not by its multiply-adds. A run's last pass
-                # repeats its last entry with weight 0 in the slots past its end (one pass at
-                # four-entry cost beats one-entry passes: half a model's runs are 1-3 entries)
-                last = p1 - 1
-                while p < p1:
-                    q2, q3, q4 = min(p + 1, last), min(p + 2, last), min(p + 3, last)
-                    n1, n2, n3, n4 = ent_row[p], ent_row[q2], ent_row[q3], ent_row[q4]
-                    w2 = g_scale * np.float32(p + 1 < p1)
-                    w3 = g_scale * np.float32(p + 2 < p1)
-                    w4 = g_scale * np.float32(p + 3 < p1)
-                    e1, e2, e3, e4 = err[m, n1], err[m, n2], err[m, n3], err[m, n4]
-                    v1 = g_scale * vals[n1, ent_col[p]]
-                    v2 = w2 * vals[n2, ent_col[q2]]
-                    v3 = w3 * vals[n3, ent_col[q3]]
-                    v4 = w4 * vals[n4, ent_col[q4]]
-                    for t in range(d):
-                        gw[t] += v1 * e1[t] + v2 * e2[t] + v3 * e3[t] + v4 * e4[t]
-                    d1, d2, d3, d4 = _dot4(e1, e2, e3, e4, wc)
-                    d1, d2, d3, d4 = g_scale * d1, w2 * d2, w3 * d3, w4 * d4
-                    x1, x2, x3, x4 = x[n1], x[n2], x[n3], x[n4]
-                    for t in range(d):
-                        ge[t] += d1 * x1[t] + d2 * x2[t] + d3 * x3[t] + d4 * x4[t]
-                    db += d1 + d2 + d3 + d4
-                    p += 4
-                g_b[c] += db
+            p, p1 = run_start[c], run_start[c + 1]
+            m = c // d_sae
+            wc = w_dec[c]
+            for t in range(d):
+                gw[t] = 0.0
+                ge[t] = 0.0
+            db = np.float32(0.0)
+            # four entries per pass over the latent's two gradient rows: a pass is bound by its
+            # loads and stores of those rows, not by its multiply-adds. A run's last pass repeats
+            # its last entry with weight 0 in the slots past its end
+            last = p1 - 1
+            while p < p1:
+                q2, q3, q4 = min(p + 1, last), min(p + 2, last), min(p + 3, last)
+                n1, n2, n3, n4 = ent_row[p], ent_row[q2], ent_row[q3], ent_row[q4]
+                w2 = g_scale * np.float32(p + 1 < p1)
+                w3 = g_scale * np.float32(p + 2 < p1)
+                w4 = g_scale * np.float32(p + 3 < p1)
+                e1, e2, e3, e4 = err[m, n1], err[m, n2], err[m, n3], err[m, n4]
+                v1 = g_scale * vals[n1, ent_col[p]]
+                v2 = w2 * vals[n2, ent_col[q2]]
+                v3 = w3 * vals[n3, ent_col[q3]]
+                v4 = w4 * vals[n4, ent_col[q4]]
+                for t in range(d):
+                    gw[t] += v1 * e1[t] + v2 * e2[t] + v3 * e3[t] + v4 * e4[t]
+                d1, d2, d3, d4 = _dot4(e1, e2, e3, e4, wc)
+                d1, d2, d3, d4 = g_scale * d1, w2 * d2, w3 * d3, w4 * d4
+                x1, x2, x3, x4 = x[n1], x[n2], x[n3], x[n4]
+                for t in range(d):
+                    ge[t] += d1 * x1[t] + d2 * x2[t] + d3 * x3[t] + d4 * x4[t]
+                db += d1 + d2 + d3 + d4
+                p += 4
+            out = g_wdec[c]
+            bm = b_dec[m]
+            for t in range(d):
+                out[t] = gw[t]
+                g_wenc[t, c] = ge[t] - db * bm[t]
+            g_b[c] = db
 
     @njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
     def _aux_rows(
@@ -261,12 +269,12 @@ class _Buffers:
         n_latents = n_models * d_sae
         self.sse = np.zeros((parts, n_models), np.float64)
         self.e_sum = np.zeros((parts, n_models, d), np.float32)
-        self.n_active = np.zeros((parts, -(-n // ROW_BLOCK), n_latents), np.int64)
+        self.n_active = np.zeros((parts, n_latents), np.int64)
         self.err = np.empty((n_models, n, d), np.float32)  # model-major: a model's rows are contiguous
         self.ent_row = np.empty(n_entries, np.int64)
         self.ent_col = np.empty(n_entries, np.int64)
         self.g_wdec = np.empty((n_latents, d), np.float32)
-        self.g_wenc_t = np.empty((n_latents, d), np.float32)
+        self.g_wenc = np.empty((d, n_latents), np.float32)  # W_enc's layout, [d, M * S]
         self.g_b = np.empty(n_latents, np.float32)
         self.aux: list[_AuxBuffers] = []  # made the first time AuxK runs
 
@@ -317,7 +325,8 @@ def losses_and_grads(stack, x: Tensor, scale: float, dead: Tensor | None = None)
     """StackLoss of every model on batch x, with every parameter's .grad set (what losses() and
     backward() give on the autograd path). `dead` [M, d_sae] overrides the dead-latent counters.
 
-    W_dec's gradient is a view of a buffer the next call reuses: take it (train_step does) first."""
+    W_dec's and W_enc's gradients are views of buffers the next call reuses: take them (train_step
+    does) first."""
     from core.sae.stack import StackLoss
 
     x = x.contiguous()
@@ -342,28 +351,23 @@ def losses_and_grads(stack, x: Tensor, scale: float, dead: Tensor | None = None)
                       buf.n_active[t])  # fmt: skip
 
     run_chunks(forward, n, parts)
-    # 2. a counting sort of the active entries by (row block, latent); each thread fills its rows'
-    # places: pos[t, b, c] = where thread t's first entry of latent c in row block b goes
-    per_key = buf.n_active.sum(0)  # [row blocks, M * S]
-    n_blocks, n_latents = per_key.shape
-    offsets = np.concatenate([[0], np.cumsum(per_key)]).astype(np.int64)
-    run_start = np.empty((n_blocks, n_latents + 1), np.int64)  # block b's run of latent c: [c], [c + 1]
-    run_start[:, :-1] = offsets[:-1].reshape(n_blocks, n_latents)
-    run_start[:, -1] = offsets[n_latents::n_latents]
-    pos = run_start[None, :, :-1] + np.cumsum(buf.n_active, 0) - buf.n_active
+    # 2. a counting sort of the active entries by latent; each thread fills its rows' places:
+    # pos[t, c] = where thread t's first entry of latent c goes
+    per_latent = buf.n_active.sum(0)
+    run_start = np.concatenate([[0], np.cumsum(per_latent)]).astype(np.int64)
+    pos = run_start[:-1] + np.cumsum(buf.n_active, 0) - buf.n_active
     run_chunks(
         lambda lo, hi, t: _fill_entries(lo, hi, vals_np, idx_np, pos[t], buf.ent_row, buf.ent_col), n, parts
     )
-    # 3. latents over threads: every gradient of a latent from its rows
-    per_latent = per_key.sum(0)
-    cuts = _balanced_cuts(np.concatenate([[0], np.cumsum(per_latent)]), parts)
+    # 3. latents over threads: every gradient of a latent from its rows, written once
+    cuts = _balanced_cuts(run_start, parts)
     run_chunks(
         lambda lo, hi, t: _backward_latents(int(cuts[t]), int(cuts[t + 1]), S, x_np, vals_np, err, run_start,
-                                            buf.ent_row, buf.ent_col, w_dec, g_scale, buf.g_wdec, buf.g_wenc_t,
-                                            buf.g_b),
+                                            buf.ent_row, buf.ent_col, w_dec, b_dec, g_scale, buf.g_wdec,
+                                            buf.g_wenc, buf.g_b),
         parts, parts,
     )  # fmt: skip
-    g_wdec, g_wenc_t, g_b_np = buf.g_wdec, buf.g_wenc_t, buf.g_b
+    g_wdec, g_wenc, g_b_np = buf.g_wdec, buf.g_wenc, buf.g_b
     mse = torch.from_numpy(buf.sse.sum(0)).float() / (n * scale)
 
     if dead is None:
@@ -395,18 +399,18 @@ def losses_and_grads(stack, x: Tensor, scale: float, dead: Tensor | None = None)
                           b.aux_sse, b.g_wdec, b.g_wenc_t, b.g_b)  # fmt: skip
 
             run_chunks(auxk, n, parts)
+            aux_b = np.zeros_like(g_b_np)
             for b in abufs:
                 g_wdec += b.g_wdec
-                g_wenc_t += b.g_wenc_t
-                g_b_np += b.g_b
+                g_wenc += b.g_wenc_t.T
+                aux_b += b.g_b
+            g_b_np += aux_b
+            g_wenc -= np.einsum("md,ms->dms", b_dec, aux_b.reshape(M, S)).reshape(d, M * S)  # bias term
             error = torch.from_numpy(sum(b.aux_sse for b in abufs)).float() / n
             aux = auxk_ratio(error, denom, power) * dead.any(-1)
 
     g_b = torch.from_numpy(g_b_np).view(M, S)
-    # a contiguous copy: the transposed view's strides differ from W_enc's, which Adam's fused
-    # kernel does not allow for (it walks grad and parameter as flat arrays)
-    g_wenc = torch.from_numpy(g_wenc_t).t().contiguous().view(d, M, S)
-    g_wenc -= torch.einsum("md,ms->dms", stack.b_dec, g_b)
+    g_wenc = torch.from_numpy(g_wenc).view(d, M, S)
     stack.W_enc.grad = g_wenc
     stack.b_enc.grad = g_b.clone()
     g_bdec = torch.from_numpy(buf.e_sum.sum(0)) * float(g_scale)
