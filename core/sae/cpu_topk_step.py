@@ -311,7 +311,7 @@ def _buffers(stack, parts: int, n: int) -> _Buffers:
 
 def _balanced_cuts(latent_start: np.ndarray, parts: int) -> np.ndarray:
     """parts + 1 latent boundaries splitting the latents' entries (latent_start: where each
-    latent's entries start, and their total last; plus one each: an empty latent still zeroes its
+    latent's entries start, and their total last; plus one each: an empty latent still writes its
     rows) about evenly over the threads."""
     n_latents = latent_start.shape[0] - 1
     cost = latent_start + np.arange(n_latents + 1)
