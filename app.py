@@ -14,6 +14,7 @@ import streamlit as st
 from pages import common
 
 st.set_page_config(page_title="VoxSAE", page_icon=":material/graphic_eq:", layout="wide")
+common.freeze_startup_objects()
 common.init_state()
 
 # the page a bare URL opens (VOXSAE_START_PAGE: tests start each AppTest on the page they test)

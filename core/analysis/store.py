@@ -40,9 +40,9 @@ from typing import Any
 
 import pandas as pd
 
-from core import atomic
+from core import atomic, filehash
 from core.constants import SEGMENTS_PARQUET
-from core.sae.catalog import file_sha256, list_models
+from core.sae.catalog import list_models
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,13 @@ def content_key(inputs: dict) -> str:
 
 def segments_digest(ws: Workspace) -> str:
     """SHA-256 (16 hex digits) of the workspace's segments.parquet, hashed once per opened
-    Workspace (so it describes the segment table that object reads)."""
+    Workspace (so it describes the segment table that object reads) and remembered in the cache's
+    core.filehash memo while the file keeps its inode, size, mtime and ctime (not hashed again at
+    each server start or command)."""
     digest = ws.__dict__.get("_voxsae_segments_digest")
     if digest is None:
-        digest = file_sha256(ws.root / SEGMENTS_PARQUET)[:16]
+        memo = ws.cache_dir / filehash.MEMO_JSON
+        digest = filehash.remembered_sha256(ws.root / SEGMENTS_PARQUET, memo)[:16]
         ws.__dict__["_voxsae_segments_digest"] = digest
     return digest
 

@@ -25,7 +25,9 @@ swapped, a copy from before the description existed) and none of them is a link 
 read from outside the workspace); else it is said once (stderr, and `problem(ws)` for the page)
 and the parquet is read instead, and `dashboard-cache` (`ensure`) writes the copy again. The Arrow
 copy is checked by size and mtime, not hashed: hashing 2 GB at every server start would undo what
-the copy is for; an edit that keeps both is not seen.
+the copy is for; an edit that keeps both is not seen. The order and counts files' SHA-256 are
+remembered (core.filehash: while a file keeps its inode, size, mtime and ctime), not hashed at
+every start.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import atomic
+from core import atomic, filehash
 from core.constants import SEGMENT_BASE_COLUMNS, SEGMENTS_PARQUET
-from core.dashboard.nearest_index import file_sha256
+from core.filehash import file_sha256
 
 _IDS = "_voxsae_segment_ids"
 _COUNTS = "_voxsae_value_counts"
@@ -108,9 +110,10 @@ def check(ws, table: Path | None = None) -> str | None:
         stat = table.stat()
         if meta.get("arrow") != {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
             return f"{table.name} is not the file written (size or mtime changed)"
-        if meta.get("order_sha256") != file_sha256(order_path(table)):
+        memo = ws.cache_dir / filehash.MEMO_JSON  # hashed once while each keeps its inode and times
+        if meta.get("order_sha256") != filehash.remembered_sha256(order_path(table), memo):
             return f"{order_path(table).name} is not the file written (its bytes changed)"
-        if meta.get("counts_sha256") != file_sha256(counts_path(table)):
+        if meta.get("counts_sha256") != filehash.remembered_sha256(counts_path(table), memo):
             return f"{counts_path(table).name} is not the file written (its bytes changed)"
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         return f"its description is unreadable ({type(exc).__name__}: {str(exc)[:80]})"

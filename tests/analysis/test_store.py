@@ -107,3 +107,36 @@ def test_explicit_inputs_must_match_exactly(analysed):
     assert store.load_json("x", "r", inputs)["a"] == 1
     assert store.load_json("x", "r", {**inputs, "value": 2.0}) is None
     assert store.load_json("x", "r")["inputs"]["content_key"] == content_key(inputs)
+
+
+def test_the_segments_digest_is_remembered_while_the_parquet_is_unchanged(tmp_path, monkeypatch):
+    import hashlib
+    import os
+    import time
+
+    import pandas as pd
+    from dashboard_ws import small_workspace
+
+    from core import filehash
+    from core.analysis.store import segments_digest
+
+    monkeypatch.setattr(filehash, "RACY_NS", 0)
+    ws = small_workspace(tmp_path / "ws", np.eye(6, dtype=np.float32), speaker="a")
+    parquet = ws.root / "segments.parquet"
+    want = hashlib.sha256(parquet.read_bytes()).hexdigest()[:16]
+    assert segments_digest(Workspace.open(ws.root)) == want
+    assert not ws.cache_dir.exists()  # no cache folder is made for the memo
+    ws.cache_dir.mkdir()
+    assert segments_digest(Workspace.open(ws.root)) == want
+    hashed = []
+    real = filehash.file_sha256
+    monkeypatch.setattr(filehash, "file_sha256", lambda p: hashed.append(p) or real(p))
+    assert segments_digest(Workspace.open(ws.root)) == want and hashed == []  # remembered
+    st = os.stat(parquet)
+    time.sleep(0.03)
+    frame = pd.read_parquet(parquet)
+    frame["speaker"] = "b"  # another table of the same rows and size
+    frame.to_parquet(parquet, index=False)
+    os.utime(parquet, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = segments_digest(Workspace.open(ws.root))
+    assert changed == hashlib.sha256(parquet.read_bytes()).hexdigest()[:16] != want and len(hashed) == 1

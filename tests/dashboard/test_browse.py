@@ -159,3 +159,17 @@ def test_activation_map_draws_active_points_last(setup):
     assert np.allclose(frame["activation"], np.sort(z[rows, 0]))  # ascending: active on top
     assert set(frame["row"]) == set(rows)
     assert (frame.set_index("row").loc[rows, "x"].to_numpy() == proj.coords[:, 0]).all()
+
+
+def test_base_rates_of_the_shown_values_without_a_hash_index_of_all(setup):
+    import pandas as pd
+
+    rates = pd.Series([0.5, 0.3, 0.2], index=pd.Index(["spk1", "spk2", " "], dtype="string"))
+    got = browse._rates_of(rates, pd.Index(["spk2", "nobody", "spk1"], dtype="string"))
+    assert got == {"spk2": 0.3, "spk1": 0.5}
+    ws, z, _, idx = setup
+    p = browse.latent_page(ws, idx, 0, n_top=5, n_breakdown=40)
+    shown = p.breakdown[p.breakdown["attribute"] == "speaker"]
+    counts = ws.segments["speaker"].value_counts()
+    assert len(shown) == browse.BREAKDOWN_TOP_VALUES
+    assert list(shown["base_share"]) == pytest.approx([counts[v] / N for v in shown["value"]])

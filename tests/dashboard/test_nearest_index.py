@@ -173,3 +173,57 @@ def test_dashboard_cache_builds_the_index_over_the_threshold(ws, monkeypatch, no
     x = np.asarray(ws.embeddings)
     rows, _ = probe.nearest_rows(ws, x[4], 3, exclude_row=4)  # the probe page's call takes the index
     assert list(rows) == list(exact(x, x[4], 3, exclude=4)[0])
+
+
+def test_a_server_start_does_not_hash_a_remembered_index(ws, monkeypatch, no_brute_force):
+    from core import filehash
+
+    monkeypatch.setattr(filehash, "RACY_NS", 0)  # the index counts as settled
+    path = ni.ensure_index(ws, FORCED).path
+    assert ni.load_index(Workspace.open(ws.root), FORCED).ntotal == N  # hashed once, remembered
+    memo = json.loads((ws.cache_dir / filehash.MEMO_JSON).read_text())["files"]
+    assert memo[str(path)]["sha256"] == json.loads(ni.meta_path(path).read_text())["sha256"]
+
+    def refuse(_path):
+        raise AssertionError("the remembered index was hashed again")
+
+    monkeypatch.setattr(filehash, "file_sha256", refuse)
+    x = np.asarray(ws.embeddings)
+    rows, _ = ni.nearest_rows(Workspace.open(ws.root), x[2], 4, settings=FORCED)  # a new server
+    assert list(rows) == list(exact(x, x[2], 4)[0])
+
+
+def test_an_index_edited_in_place_after_it_was_remembered_is_refused(ws, monkeypatch, caplog):
+    import os
+    import time
+
+    from core import filehash
+
+    monkeypatch.setattr(filehash, "RACY_NS", 0)
+    path = ni.ensure_index(ws, FORCED).path
+    assert ni.load_index(Workspace.open(ws.root), FORCED) is not None  # remembered
+    st = os.stat(path)
+    time.sleep(0.03)
+    _flip_a_byte(path)  # same size, same inode
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime put back
+    with caplog.at_level(logging.WARNING, logger=ni.__name__):
+        assert ni.load_index(Workspace.open(ws.root), FORCED) is None
+    assert "bytes are not the ones stored" in caplog.text
+
+
+def test_an_index_replaced_while_faiss_reads_it_is_not_used(ws, monkeypatch, caplog):
+    import faiss
+
+    path = ni.ensure_index(ws, FORCED).path
+    other = path.with_name("other.faiss")
+    shutil.copy(path, other)
+    real = faiss.read_index
+
+    def swapped_first(name, flags=0):
+        other.replace(path)  # a second process renames another file in after the check
+        return real(name, flags)
+
+    monkeypatch.setattr(faiss, "read_index", swapped_first)
+    with caplog.at_level(logging.WARNING, logger=ni.__name__):
+        assert ni.load_index(Workspace.open(ws.root), FORCED) is None
+    assert "replaced while it was read" in caplog.text

@@ -113,3 +113,33 @@ def test_the_overview_summary_from_stored_counts_is_the_workspace_summary(tmp_pa
     segments_table.load(fresh)
     assert workspace_summary(fresh) == Workspace.open(ws.root).summary()
     assert workspace_summary(Workspace.open(ws.root)) == ws.summary()  # no copy read: the same call
+
+
+def test_the_order_and_counts_files_are_hashed_once_per_content(tmp_path, make_workspace, monkeypatch):
+    import os
+    import time
+
+    from core import filehash
+
+    monkeypatch.setattr(filehash, "RACY_NS", 0)  # the copy's files count as settled
+    ws = _ws(tmp_path, make_workspace)
+    path = segments_table.ensure(ws)
+    assert segments_table.problem(first := Workspace.open(ws.root)) is None
+    segments_table.load(first)  # hashed and remembered
+    hashed = []
+    real = filehash.file_sha256
+    monkeypatch.setattr(filehash, "file_sha256", lambda p: hashed.append(os.path.basename(p)) or real(p))
+    again = Workspace.open(ws.root)  # a new server
+    segments_table.load(again)
+    assert hashed == [] and segments_table.find(again, "s7") == 7
+    order = segments_table.order_path(path)
+    st = os.stat(order)
+    time.sleep(0.03)
+    rows = np.load(order)
+    rows[[1, 2]] = rows[[2, 1]]  # two rows swapped: same size
+    order.write_bytes(order.read_bytes()[:128] + rows.tobytes())
+    os.utime(order, ns=(st.st_atime_ns, st.st_mtime_ns))  # the old mtime put back
+    edited = Workspace.open(ws.root)
+    segments_table.load(edited)
+    assert hashed == [order.name] and segments_table.find(edited, "s7") is None
+    assert "is not the file written (its bytes changed)" in segments_table.problem(edited)

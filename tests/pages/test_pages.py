@@ -509,3 +509,47 @@ def test_unusable_models_are_named_with_their_reason(ws):
     finally:
         for path, data in saved.items():
             path.write_bytes(data)
+
+
+def test_a_latent_pages_players_do_not_open_the_workspace_again(ws, monkeypatch):
+    from core.workspace.workspace import Workspace
+
+    at = app("latents")
+    latent = int(at.dataframe[0].value.sort_values("density", ascending=False)["latent"].iloc[0])
+    at.session_state["latent"] = latent
+    opened = []
+    real = Workspace.__init__
+
+    def counted(self, root):
+        opened.append(str(root))
+        real(self, root)
+
+    monkeypatch.setattr(Workspace, "__init__", counted)
+    at.run()
+    assert not at.exception and len(at.get("audio")) >= 10
+    assert len(opened) <= 3, opened  # the sidebar's and the page's open_ws (workspace_key), not one a player
+
+
+def test_the_servers_startup_objects_are_frozen_once(ws_root):
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, json, os, sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file(sys.argv[1], default_timeout=60); at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "frozen = gc.get_freeze_count()\n"
+        "at.run()\n"
+        "import pandas\n"
+        "tracked = {id(o) for o in gc.get_objects()}\n"
+        "print(json.dumps([frozen, gc.get_freeze_count(), id(pandas.DataFrame) in tracked]))\n"
+    )
+    env = dict(os.environ, VOXSAE_DATA=str(ws_root), VOXSAE_WORKSPACE="dash", VOXSAE_START_PAGE="overview")
+    out = subprocess.run(
+        [sys.executable, "-c", code, APP], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    frozen, after_rerun, dataframe_tracked = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert frozen > 50_000 and after_rerun <= frozen  # pandas, Streamlit, the catalogue's imports; once
+    assert not dataframe_tracked  # a frozen object is not scanned by the collections after each run
