@@ -5,7 +5,8 @@
 
 Each subpackage's __init__ says what it holds and which layers it may import: a layer imports
 only layers before it. At the top: `cli` (commands), `constants` (every on-disk name),
-`errors` (the one user-facing exception hierarchy), `atomic` (temp file + rename writes).
+`errors` (the one user-facing exception hierarchy), `atomic` (temp file + rename writes),
+`filehash` (big files' SHA-256, remembered while the file is provably the one hashed).
 """
 
 __version__ = "0.1.0"

@@ -48,8 +48,8 @@ _leave_pages_directory_mode()
 
 
 def freeze_startup_objects() -> None:
-    """Move what the server has imported (Streamlit, pandas, and torch: core.sae's package, which
-    every run reaches through the model catalogue) into the collector's permanent generation, once
+    """Move what the server has imported (Streamlit, pandas, the model catalogue; not torch, which
+    core.sae imports only when a page uses a model) into the collector's permanent generation, once
     per process. Streamlit runs a full collection after every script run (runner.postScriptGC);
     with those ~260k long-lived objects tracked it took 0.17-0.2 s a run on 10M segments (twice on
     a server's first page: the pages/ folder run, then app.py's); frozen, 0.02 s. Objects made

@@ -1,5 +1,5 @@
 """core/ in the order data flows: a layer imports only the layers before it (and the top-level
-cli/constants/errors/atomic), so the pipeline reads from the folder names alone."""
+cli/constants/errors/atomic/filehash), so the pipeline reads from the folder names alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "core"
 ORDER = ["audio", "embedders", "workspace", "sae", "training", "analysis", "labels", "dashboard"]
-TOP = {"constants", "errors", "atomic"}
+TOP = {"constants", "errors", "atomic", "filehash"}
 # beside the pipeline: builds the default corpus from the first three layers; nothing imports it
 BESIDE = {"democorpus": {"audio", "embedders", "workspace"}}
 

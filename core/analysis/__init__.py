@@ -6,6 +6,6 @@ top latent -> precision/recall), `grid` (the latent x K precision/recall tables)
 and the binning test), `universality` (the latents of two SAEs matched by activation
 correlation), `analyze` (the default set), `report` (HTML), and `models` (how analyses reach SAEs).
 
-May import: core.sae, core.workspace, core.constants, core.errors, core.atomic. Never
+May import: core.sae, core.workspace, core.constants, core.errors, core.atomic, core.filehash. Never
 core.training (models are found through core.sae.catalog), core.labels or core.dashboard.
 """

@@ -6,28 +6,56 @@ workspace's models (`catalog`) and their cached activations (`activations`).
     create_sae(SAEConfig(architecture="topk", d_in=192, d_sae=200, k=20)) -> TopKSAE
 
 Adding an architecture: one file here with one `SAE` subclass (see core.sae.base for what it
-declares), its module in the import line below and one line in ARCHITECTURES, its tests. Nothing
-else names architectures.
+declares), one line in _ARCHITECTURE_MODULES below (ARCHITECTURES is made from it), its tests.
+Nothing else names architectures.
 
-May import: core.constants, core.errors, core.atomic, core.workspace. Nothing above.
+May import: core.constants, core.errors, core.atomic, core.filehash, core.workspace. Nothing above.
 """
 
 from __future__ import annotations
 
-from core.sae import batchtopk, jumprelu, relu, topk
-from core.sae.base import SAE, LossOutput, SAEConfig, SAEOutput, geometric_median
+import importlib
+from typing import TYPE_CHECKING
 
-ARCHITECTURES: dict[str, type[SAE]] = {
-    "topk": topk.TopKSAE,
-    "relu": relu.ReLUSAE,
-    "batchtopk": batchtopk.BatchTopKSAE,
-    "jumprelu": jumprelu.JumpReLUSAE,
+if TYPE_CHECKING:  # the names below, for readers and type checkers; at run time __getattr__
+    from core.sae.base import SAE, LossOutput, SAEConfig, SAEOutput, geometric_median
+
+# Why lazy: the architectures import torch (1.5-1.9 s), and `core.sae.catalog`, which the
+# dashboard's first page needs, is a submodule here: importing it runs this file first. So this
+# file names what it exports and imports them on first use (PEP 562); the catalogue, the
+# activations cache's readers and the page modules never pay for torch they do not use.
+_FROM_BASE = ("SAE", "LossOutput", "SAEConfig", "SAEOutput", "geometric_median")
+_ARCHITECTURE_MODULES = {  # the registry: architecture name -> (module, class)
+    "topk": ("core.sae.topk", "TopKSAE"),
+    "relu": ("core.sae.relu", "ReLUSAE"),
+    "batchtopk": ("core.sae.batchtopk", "BatchTopKSAE"),
+    "jumprelu": ("core.sae.jumprelu", "JumpReLUSAE"),
 }
+
+
+def _architectures() -> dict[str, type[SAE]]:
+    return {
+        name: getattr(importlib.import_module(module), cls)
+        for name, (module, cls) in _ARCHITECTURE_MODULES.items()
+    }
 
 
 def create_sae(cfg: SAEConfig) -> SAE:
     """A freshly initialised SAE of cfg.architecture."""
-    return ARCHITECTURES[cfg.architecture](cfg)
+    return __getattr__("ARCHITECTURES")[cfg.architecture](cfg)
+
+
+def __getattr__(name: str):
+    if name in globals():  # made already (a call from inside this module)
+        return globals()[name]
+    if name in _FROM_BASE:
+        value = getattr(importlib.import_module("core.sae.base"), name)
+    elif name == "ARCHITECTURES":
+        value = _architectures()
+    else:
+        raise AttributeError(f"module 'core.sae' has no attribute {name!r}")
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
 
 
 __all__ = [

@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core import filehash
 from core.constants import SAE_CFG_JSON, SAE_METRICS_JSON, SAE_WEIGHTS_SAFETENSORS
 from core.errors import InputError, NotFoundError, VoxSAEError
 
@@ -143,11 +144,7 @@ def read_metrics(model_dir: str | os.PathLike) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _file_sha256(path: str, inode: int, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return filehash.file_sha256(path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -4,5 +4,5 @@ embeddings.npy, optional windows.npy + window_segments.npy, workspace.json), how
 `import_embeddings` from an embeddings file; both read a metadata CSV through `metadata`) and
 its `summary`.
 
-May import: core.audio, core.embedders, core.constants, core.errors, core.atomic.
+May import: core.audio, core.embedders, core.constants, core.errors, core.atomic, core.filehash.
 """

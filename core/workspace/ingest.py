@@ -66,6 +66,7 @@ from core.constants import (
 )
 from core.embedders.base import WindowConfig
 from core.errors import InputError
+from core.filehash import file_sha256
 from core.workspace.metadata import csv_line, numeric_columns, read_metadata_csv
 from core.workspace.workspace import Windows, Workspace, announce_replacement, check_target
 
@@ -74,7 +75,6 @@ CACHE_VERSION = 2  # 2: entries hold the window embeddings too
 WINDOWS = WindowConfig()
 """The sliding window of the embedders without windows of their own (recorded in provenance)."""
 GROUP_SEGMENTS = 256  # segments embedded together before their files' results are cached
-HASH_CHUNK = 1 << 20
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -305,14 +305,6 @@ def _cache_in_use(cache_dir: Path) -> Iterator[Callable[[], bool]]:
         yield alone
     finally:
         os.close(fd)  # releases the lock
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=8)

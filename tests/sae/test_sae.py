@@ -3,6 +3,10 @@ decoding, one encoder matmul for many K) against the naive dense per-model refer
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,6 +26,26 @@ def _perturbed(arch: str, ks, d_in=16, d_sae=40):
                 s.W_dec.mul_(torch.rand(d_sae, 1) + 0.5)  # free decoder norms
         saes.append(s)
     return saes
+
+
+def test_the_catalogue_and_dashboard_modules_load_without_torch():
+    # a dashboard server's first page reads the catalogue (a submodule of core.sae): it must not
+    # pay torch's import (1.5-1.9 s) through the package's __init__; a model's use still gets it
+    code = (
+        "import sys; import core.sae.catalog, core.dashboard.browse, core.analysis.store; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "from core.sae import SAEConfig, create_sae; "
+        "m = create_sae(SAEConfig('relu', d_in=4, d_sae=8, k=2)); "
+        "import core.sae; assert type(m) is core.sae.ARCHITECTURES['relu']; print(type(m).__name__)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ReLUSAE"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import core.sae
+
+        core.sae.nope  # noqa: B018
 
 
 def test_registry_and_config_validation():
