@@ -76,11 +76,17 @@ def resolve_values(ws: Workspace, attribute: str, positive: str, negatives) -> l
     return sorted(set(negs))
 
 
+def _text(col: pd.Series) -> pd.Series:
+    """A column as pandas strings, missing values as "" (an Arrow-backed column stays one: no
+    Python object per row)."""
+    return col.astype("string").fillna("")
+
+
 def _analysed_values(ws: Workspace, attribute: str) -> list[str]:
     seg = ws.segments
-    col = seg[attribute].astype("string").fillna("")
+    col = _text(seg[attribute])
     if "split" in seg.columns:
-        feat = (seg["split"].astype("string") == SPLIT_FEATURE).fillna(False).to_numpy()
+        feat = (_text(seg["split"]) == SPLIT_FEATURE).to_numpy(dtype=bool)
         if feat.any():
             col = col[feat]
     return sorted(v for v in col.unique() if v != "")
@@ -256,18 +262,24 @@ class FeatureDataset:
             raise InputError(f"test_size must be between 0 and 1, got {test_size}")
         seg = ws.segments
         notes: list[str] = []
-        values = seg[attribute].astype("string").fillna("").to_numpy(dtype=object)
-        mask = np.isin(values, [positive, *negs])
+        # whole columns stay pandas/Arrow strings, compared and matched in vectorised hash passes;
+        # only the chosen rows become Python objects (at 10M rows, object arrays of every column
+        # and a set of a million speakers took 22 s; see _text)
+        values = _text(seg[attribute])
+        mask = np.array(values.isin([positive, *negs]), dtype=bool)  # a copy: &= writes it
         has_speaker = "speaker" in seg.columns
         if "split" in seg.columns:
-            split = seg["split"].astype("string").fillna("").to_numpy(dtype=object)
-            if (split == SPLIT_FEATURE).any():
-                mask &= split == SPLIT_FEATURE
+            split = _text(seg["split"])
+            feature = (split == SPLIT_FEATURE).to_numpy(dtype=bool)
+            if feature.any():
+                mask &= feature
                 if has_speaker:
-                    spk = seg["speaker"].astype("string").fillna("").to_numpy(dtype=object)
-                    sae_speakers = set(spk[(split == SPLIT_SAE) & (spk != "")])
-                    # hash lookup: np.isin on object arrays compares every pair (hours at 1M rows)
-                    overlap = mask & pd.Series(spk).isin(sae_speakers).to_numpy()
+                    spk = _text(seg["speaker"])
+                    # speakers of the candidate rows that also have rows in the SAE split
+                    candidates = spk[mask].unique()
+                    in_sae = ((split == SPLIT_SAE) & (spk != "")).to_numpy(dtype=bool)
+                    shared = spk[in_sae & spk.isin(candidates).to_numpy(dtype=bool)].unique()
+                    overlap = mask & spk.isin(shared).to_numpy(dtype=bool)
                     if overlap.any():
                         notes.append(
                             f"dropped {int(overlap.sum())} feature rows whose speaker is in the SAE split"
@@ -276,7 +288,7 @@ class FeatureDataset:
             else:
                 notes.append(f"no rows with split == {SPLIT_FEATURE!r}: using every labelled row")
         rows = np.flatnonzero(mask)
-        y = values[rows] == positive
+        y = values.iloc[rows].to_numpy(dtype=object) == positive
         pos_name, neg_name = class_names(positive, negs)
         for name, n in ((pos_name, int(y.sum())), (neg_name, int((~y).sum()))):
             if n < MIN_PER_CLASS:
@@ -344,9 +356,10 @@ def speaker_groups(ws: Workspace, rows: np.ndarray) -> np.ndarray | None:
     seg = ws.segments
     if "speaker" not in seg.columns:
         return None
-    groups = seg["speaker"].astype("string").fillna("").to_numpy(dtype=object)[rows]
+    rows = np.asarray(rows, dtype=np.int64)
+    groups = _text(seg["speaker"].iloc[rows]).to_numpy(dtype=object)  # only these rows' strings
     if "source" in seg.columns:
-        fallback = ("source:" + seg["source"].astype(str)).to_numpy(dtype=object)[rows]
+        fallback = ("source:" + seg["source"].iloc[rows].astype(str)).to_numpy(dtype=object)
     else:
         fallback = np.char.add("row:", np.asarray(rows).astype(str)).astype(object)
     return np.where(groups == "", fallback, groups)

@@ -847,8 +847,9 @@ class Workspace:
                 f"workspace {self.name}: no attribute {attribute!r} "
                 f"(attributes: {', '.join(self.attributes()) or 'none'})"
             )
-        col = self.segments[attribute].dropna().astype(str)
-        return sorted(v for v in col.unique() if v != "")
+        # the distinct values first, then their text: one Python object per value, not per row
+        distinct = self.segments[attribute].dropna().unique()
+        return sorted({str(v) for v in distinct} - {""})
 
     # -- neighbours in the data flow ------------------------------------------------------
     # where each later layer keeps its files (names in core.constants)

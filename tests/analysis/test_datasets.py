@@ -93,3 +93,53 @@ def test_rows_without_speaker_group_by_call(tmp_path):
     music_tr = set(src[ds.train_rows[ds.y_train]])
     music_te = set(src[ds.test_rows[ds.y_test]])
     assert music_tr and music_te and not music_tr & music_te
+
+
+def test_rows_and_groups_match_a_row_by_row_reference(tmp_path):
+    # the vectorised column passes against the rule written row by row: candidates are the
+    # labelled feature rows, minus those whose speaker (non-empty) also has SAE rows; a row with
+    # no speaker groups by its call. Edge rows: missing and empty speakers and values, a speaker
+    # in both splits, values only in the SAE split
+    from core.analysis.datasets import speaker_groups
+    from core.workspace.workspace import Workspace
+
+    ws = build_workspace(str(tmp_path / "r"))
+    seg = ws.segments.copy()
+    rng = np.random.default_rng(3)
+    feat = np.flatnonzero(seg["split"].to_numpy() == "feature")
+    sae = np.flatnonzero(seg["split"].to_numpy() == "sae")
+    seg["speaker"] = seg["speaker"].astype(object)
+    seg.loc[rng.choice(feat, 6, replace=False), "speaker"] = None
+    seg.loc[rng.choice(feat, 6, replace=False), "speaker"] = ""
+    seg.loc[rng.choice(sae, 6, replace=False), "speaker"] = ""
+    seg.loc[[*sae[:3], feat[0]], "speaker"] = "spk-shared"  # a speaker in both splits
+    seg["language"] = seg["language"].astype(object)
+    seg.loc[rng.choice(feat, 4, replace=False), "language"] = None
+    seg.loc[rng.choice(feat, 4, replace=False), "language"] = ""
+    seg.loc[sae[:5], "language"] = "fr"  # a value no feature row holds
+    seg.loc[feat[0], "language"] = "es"  # the shared speaker's feature row is a candidate
+    ws2 = Workspace.create(
+        str(tmp_path / "r2"), seg, np.asarray(ws.embeddings), embedder="synthetic", sample_rate=16000
+    )
+    ds = FeatureDataset.build(ws2, "language", "es", ["en"], balance_test=False)
+
+    s = ws2.segments
+    text = [("" if v is None or v != v else str(v)) for v in s["speaker"]]
+    lang = [("" if v is None or v != v else str(v)) for v in s["language"]]
+    split = list(s["split"])
+    in_sae = {text[i] for i in range(len(s)) if split[i] == "sae" and text[i] != ""}
+    want = [
+        i
+        for i in range(len(s))
+        if split[i] == "feature" and lang[i] in ("es", "en") and text[i] not in in_sae
+    ]
+    assert sorted([*ds.train_rows, *ds.test_rows]) == want
+    assert [lang[i] == "es" for i in ds.train_rows] == list(ds.y_train)
+    dropped = [
+        i for i in range(len(s)) if split[i] == "feature" and lang[i] in ("es", "en") and text[i] in in_sae
+    ]
+    assert dropped == [feat[0]] and "dropped 1 feature rows whose speaker is in the SAE split" in ds.notes
+    src = list(s["source"])
+    groups = speaker_groups(ws2, np.asarray(want))
+    assert list(groups) == [text[i] if text[i] else f"source:{src[i]}" for i in want]
+    assert "fr" in ws2.attribute_values("language") and "" not in ws2.attribute_values("language")
