@@ -571,7 +571,7 @@ def continuous(
     frame, edges, chosen, cover = analyse(r, c, v, values, ref.d_sae, settings)
     control = None
     if "speaker" in store.ws.segments.columns:
-        speakers = store.ws.segments["speaker"].astype(str).to_numpy()[rows]
+        speakers = store.ws.segments["speaker"].iloc[rows].astype(str).to_numpy()
         _, _, c_chosen, c_cover = analyse(r, c, v, speaker_control(values, speakers), ref.d_sae, settings)
         control = {"binning": _holds(c_chosen, c_cover), "binning_latents": [int(j) for j in c_chosen]}
     result = {

@@ -170,7 +170,7 @@ class FeatureDataset:
 
     # -- persistence ---------------------------------------------------------------------
     def to_json(self, ws: Workspace) -> dict:
-        ids = ws.segments["segment_id"].astype(str).to_numpy()
+        ids = ws.segments["segment_id"]
         return {
             "attribute": self.attribute,
             "positive": self.positive,
@@ -185,8 +185,8 @@ class FeatureDataset:
             "test_rows": self.test_rows.tolist(),
             "y_train": self.y_train.astype(int).tolist(),
             "y_test": self.y_test.astype(int).tolist(),
-            "train_ids": ids[self.train_rows].tolist(),
-            "test_ids": ids[self.test_rows].tolist(),
+            "train_ids": ids.iloc[self.train_rows].astype(str).tolist(),  # only these rows' text
+            "test_ids": ids.iloc[self.test_rows].astype(str).tolist(),
         }
 
     @staticmethod

@@ -44,10 +44,10 @@ def default_subgroup(ws: Workspace, attribute: str) -> str | None:
 
 def _labels(ws: Workspace, ds: FeatureDataset, subgroup: str | None) -> np.ndarray:
     seg = ws.segments
-    values = seg[ds.attribute].astype("string").fillna("?").to_numpy(dtype=object)[ds.rows]
+    values = seg[ds.attribute].iloc[ds.rows].astype("string").fillna("?").to_numpy(dtype=object)
     if subgroup is None:
         return values.astype(str)
-    sub = seg[subgroup].astype("string").fillna("?").to_numpy(dtype=object)[ds.rows]
+    sub = seg[subgroup].iloc[ds.rows].astype("string").fillna("?").to_numpy(dtype=object)
     return np.array([f"{a} {b}" for a, b in zip(values, sub, strict=True)])
 
 
@@ -134,7 +134,7 @@ def compute_splitting(
     ds = FeatureDataset.load_or_build(ws, attribute, positive, negatives)
     if subgroup is not None:
         # a subgroup that the positive samples do not have (music has no gender) names nothing
-        sub = ws.segments[subgroup].astype("string").fillna("").to_numpy(dtype=object)[ds.rows[ds.y]]
+        sub = ws.segments[subgroup].iloc[ds.rows[ds.y]].astype("string").fillna("").to_numpy(dtype=object)
         if not (sub != "").any():
             subgroup = None
     if identification is None:

@@ -203,7 +203,9 @@ class SteeringSession:
         w, b = decoder_affine(ref)
         speakers = None
         if "speaker" in ws.segments.columns:
-            speakers = ws.segments["speaker"].astype("string").fillna("").to_numpy(dtype=object)[ds.test_rows]
+            speakers = (
+                ws.segments["speaker"].iloc[ds.test_rows].astype("string").fillna("").to_numpy(dtype=object)
+            )
         return cls(
             ref.name, ref.d_sae, z_test, ds.y_test, z_train, ds.y_train, w, b, ds.class_names, speakers
         )

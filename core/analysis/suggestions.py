@@ -32,7 +32,7 @@ def candidate_attributes(ws: Workspace) -> list[str]:
     for col in seg.columns:
         if col in SEGMENT_BASE_COLUMNS or col in SKIP_ATTRIBUTES or col in continuous:
             continue
-        n = seg[col].dropna().astype(str).nunique()
+        n = len({str(v) for v in seg[col].dropna().unique()})
         if 2 <= n <= MAX_VALUES:
             out.append(col)
     return out

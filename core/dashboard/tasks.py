@@ -49,7 +49,7 @@ def defined_tasks(ws) -> list[Task]:
         cols = ws.segments.columns
         for t in DEFAULT_TASKS:
             if t.attribute in cols:
-                values = set(ws.segments[t.attribute].dropna().astype(str))
+                values = {str(v) for v in ws.segments[t.attribute].dropna().unique()}
                 if t.positive in values and set(t.negatives) <= values:
                     out.append(t)
     return out
