@@ -63,7 +63,7 @@ def _read_memo(memo: Path) -> dict:
         return {}
     try:
         files = json.loads(memo.read_text()).get("files")
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: nested too deep
         return {}
     return files if isinstance(files, dict) else {}
 
@@ -73,7 +73,7 @@ def _still_true(name: str, entry) -> bool:
         return False
     try:
         return {k: entry.get(k) for k in ("dev", "ino", "size", "mtime_ns", "ctime_ns")} == stat_key(name)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name no path can have (a NUL, a lone surrogate)
         return False
 
 

@@ -96,7 +96,20 @@ def test_a_memo_that_is_a_link_is_not_read_and_its_target_not_written(tmp_path, 
     assert not memo.is_symlink() and str(data) in json.loads(memo.read_text())["files"]
 
 
-@pytest.mark.parametrize("text", ["{", "[]", '{"files": 3}', '{"files": {"x": 1}}', "\udcff"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{",
+        "[]",
+        '{"files": 3}',
+        '{"files": {"x": 1}}',
+        "\udcff",
+        "[" * 100_000 + "]" * 100_000,  # json.loads raises RecursionError, not ValueError
+        '{"files": {"/a\\u0000b": {"dev": 1}}}',  # a name os.stat refuses (ValueError)
+        '{"files": {"/a\\ud800": {"dev": 1}}}',  # a name no file system encodes
+    ],
+    ids=["cut", "list", "number", "entry", "undecodable", "deep", "nul-name", "surrogate-name"],
+)
 def test_an_unreadable_memo_is_ignored_and_rewritten(tmp_path, settled, text):
     data = tmp_path / "big.bin"
     data.write_bytes(b"q" * 10)
