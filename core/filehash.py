@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -59,10 +60,17 @@ def stat_key(path: str | os.PathLike) -> dict:
 
 
 def _read_memo(memo: Path) -> dict:
-    if memo.is_symlink():  # never read through a link (it could point out of the workspace)
+    # never read through a link (it could point out of the workspace; O_NOFOLLOW, so not swapped in
+    # after a check either) nor from a FIFO or a device (its open or read would wait for a writer)
+    try:
+        fd = os.open(memo, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return {}
     try:
-        files = json.loads(memo.read_text()).get("files")
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return {}
+            files = json.loads(fh.read()).get("files")
     except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: nested too deep
         return {}
     return files if isinstance(files, dict) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -140,3 +141,21 @@ def test_without_a_cache_folder_nothing_is_written(tmp_path, settled):
     memo = tmp_path / "cache" / filehash.MEMO_JSON
     assert filehash.remembered_sha256(data, memo) == hashlib.sha256(b"x").hexdigest()
     assert not memo.parent.exists()
+
+
+def test_a_memo_that_is_a_fifo_is_not_read(tmp_path, settled):
+    """A second process that puts a named pipe where the memo goes does not hang the server (a
+    plain open() of a FIFO waits for a writer, forever)."""
+    data = tmp_path / "big.bin"
+    data.write_bytes(b"x" * 1000)
+    memo = tmp_path / filehash.MEMO_JSON
+    os.mkfifo(memo)
+    got = []
+    worker = threading.Thread(target=lambda: got.append(filehash.remembered_sha256(data, memo)), daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # blocked in open(): a writer lets it go on before the test fails
+        os.close(os.open(memo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+        pytest.fail("remembered_sha256 blocked reading a FIFO memo")
+    assert got == [hashlib.sha256(b"x" * 1000).hexdigest()]
