@@ -54,8 +54,9 @@ def __getattr__(name: str):
         value = _architectures()
     else:
         raise AttributeError(f"module 'core.sae' has no attribute {name!r}")
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
+    # once: later lookups are plain attribute reads; setdefault, so threads that made it at the same
+    # moment all return the first one made (one registry dict, not one per thread)
+    return globals().setdefault(name, value)
 
 
 __all__ = [

@@ -48,6 +48,25 @@ def test_the_catalogue_and_dashboard_modules_load_without_torch():
         core.sae.nope  # noqa: B018
 
 
+def test_threads_that_first_ask_for_the_registry_at_once_get_one_registry():
+    # a server's sessions that first load a model at the same moment: each of them makes the lazy
+    # ARCHITECTURES, and all of them (and every later lookup) must get the one dict, or an
+    # architecture registered in one (monkeypatch.setitem, as the training tests do) is unknown to
+    # SAEConfig's check and to create_sae, which read another
+    code = (
+        "import threading, core.sae; made = core.sae._architectures; meet = threading.Barrier(4, timeout=30)\n"
+        "def slow():\n    d = made(); meet.wait(); return d\n"
+        "core.sae._architectures = slow; got = []\n"
+        "ts = [threading.Thread(target=lambda: got.append(core.sae.ARCHITECTURES)) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(len({id(d) for d in got + [core.sae.ARCHITECTURES]}))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"
+
+
 def test_registry_and_config_validation():
     assert set(ARCHITECTURES) == {"topk", "relu", "batchtopk", "jumprelu"}
     with pytest.raises(InputError, match="at or above the latent dim"):
