@@ -28,6 +28,14 @@ def _perturbed(arch: str, ks, d_in=16, d_sae=40):
     return saes
 
 
+def _fresh_python(code: str) -> str:
+    """What `code` prints, run in a new interpreter at the repository root (nothing imported yet)."""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
 def test_the_catalogue_and_dashboard_modules_load_without_torch():
     # a dashboard server's first page reads the catalogue (a submodule of core.sae): it must not
     # pay torch's import (1.5-1.9 s) through the package's __init__; a model's use still gets it
@@ -38,10 +46,7 @@ def test_the_catalogue_and_dashboard_modules_load_without_torch():
         "m = create_sae(SAEConfig('relu', d_in=4, d_sae=8, k=2)); "
         "import core.sae; assert type(m) is core.sae.ARCHITECTURES['relu']; print(type(m).__name__)"
     )
-    repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "ReLUSAE"
+    assert _fresh_python(code) == "ReLUSAE"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         import core.sae
 
@@ -61,10 +66,7 @@ def test_threads_that_first_ask_for_the_registry_at_once_get_one_registry():
         "[t.start() for t in ts]; [t.join() for t in ts]\n"
         "print(len({id(d) for d in got + [core.sae.ARCHITECTURES]}))"
     )
-    repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "1"
+    assert _fresh_python(code) == "1"
 
 
 def test_registry_and_config_validation():
