@@ -143,15 +143,15 @@ def read_metrics(model_dir: str | os.PathLike) -> dict:
 
 
 @functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, inode: int, mtime_ns: int, size: int) -> str:
+def _file_sha256(path: str, identity: tuple) -> str:
     return filehash.file_sha256(path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, hashed once per (path, inode, mtime, size): a file replaced
-    by a rename or rewritten gets hashed again."""
-    st = os.stat(path)
-    return _file_sha256(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    """SHA-256 (hex) of a file's bytes, hashed once per (path, core.filehash.stat_key): a file
+    replaced by a rename, or rewritten in place even with its mtime put back (its ctime moves),
+    gets hashed again."""
+    return _file_sha256(str(path), tuple(filehash.stat_key(path).values()))
 
 
 def model_version(model_dir: str | os.PathLike, cfg: dict | None = None) -> str:

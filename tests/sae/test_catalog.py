@@ -137,6 +137,24 @@ def test_version_is_the_hash_of_the_weights_on_disk(ws):
     assert get_model(ws, "good-L8").version != recorded[:16]  # rewritten: hashed again
 
 
+def test_weights_rewritten_in_place_with_their_mtime_put_back_are_hashed_again(tmp_path):
+    # same path, inode and size, mtime restored by os.utime: only the ctime tells, so a version
+    # remembered by (inode, mtime, size) alone would outlive the bytes it was computed from
+    import os
+
+    from core.sae.catalog import file_sha256
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 64)
+    st = os.stat(f)
+    first = file_sha256(f)
+    with open(f, "r+b") as fh:
+        fh.write(b"b")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(f).st_ino, os.stat(f).st_size, os.stat(f).st_mtime_ns) == (st.st_ino, 64, st.st_mtime_ns)
+    assert file_sha256(f) != first
+
+
 def test_unknown_model_lists_the_usable_ones(ws):
     with pytest.raises(NotFoundError, match=r"no model 'x' \(available: good-L8, good-L12\)"):
         get_model(ws, "x")
